@@ -1,0 +1,127 @@
+//! The journal: outcomes of jobs, kept on disk until the controller acknowledges them.
+//!
+//! Owns `journal.json` in the agent directory. A job whose id is already journaled is not
+//! run again: its recorded result is answered instead (delivery is idempotent). A result is
+//! written (fsync) before it is sent, so an agent crash after a change never loses what
+//! happened. Must not run jobs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rotor_common::ids::JobId;
+use rotor_common::wire::JobResult;
+use serde::{Deserialize, Serialize};
+
+use crate::identity::{IdentityError, write_atomic};
+
+const JOURNAL_FILE: &str = "journal.json";
+
+#[derive(Default, Serialize, Deserialize)]
+struct Entries {
+    /// By job id (hex).
+    results: BTreeMap<String, JobResult>,
+}
+
+pub struct Journal {
+    dir: PathBuf,
+    /// A std mutex: held only while reading or rewriting the small file.
+    entries: Mutex<Entries>,
+}
+
+impl Journal {
+    pub fn open(dir: &Path) -> Result<Self, IdentityError> {
+        let path = dir.join(JOURNAL_FILE);
+        let entries = match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).map_err(|error| IdentityError::Unreadable {
+                dir: dir.display().to_string(),
+                file: JOURNAL_FILE,
+                detail: format!("{error}; move it aside to start a fresh journal"),
+            })?,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Entries::default(),
+            Err(error) => {
+                return Err(IdentityError::Unreadable {
+                    dir: dir.display().to_string(),
+                    file: JOURNAL_FILE,
+                    detail: error.to_string(),
+                });
+            }
+        };
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            entries: Mutex::new(entries),
+        })
+    }
+
+    fn persist(&self, entries: &Entries) -> Result<(), IdentityError> {
+        let text = serde_json::to_vec(entries).unwrap_or_default();
+        write_atomic(&self.dir, JOURNAL_FILE, &text, 0o600)
+    }
+
+    pub fn recorded(&self, id: JobId) -> Option<JobResult> {
+        let entries = self.entries.lock().ok()?;
+        entries.results.get(&id.to_string()).cloned()
+    }
+
+    /// Records a result durably before it is sent.
+    pub fn record(&self, result: &JobResult) -> Result<(), IdentityError> {
+        let mut entries = self.entries.lock().map_err(|_| IdentityError::Write {
+            dir: self.dir.display().to_string(),
+            file: JOURNAL_FILE,
+            detail: "journal lock poisoned".into(),
+        })?;
+        entries
+            .results
+            .insert(result.id.to_string(), result.clone());
+        self.persist(&entries)
+    }
+
+    /// Forgets results the controller has acknowledged.
+    pub fn acknowledge(&self, ids: &[JobId]) -> Result<(), IdentityError> {
+        let Ok(mut entries) = self.entries.lock() else {
+            return Ok(());
+        };
+        let before = entries.results.len();
+        for id in ids {
+            entries.results.remove(&id.to_string());
+        }
+        if entries.results.len() != before {
+            self.persist(&entries)?;
+        }
+        Ok(())
+    }
+
+    pub fn unacknowledged(&self) -> Vec<JobResult> {
+        self.entries
+            .lock()
+            .map(|entries| entries.results.values().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rotor_common::wire::JobOutcome;
+
+    #[test]
+    fn results_survive_reopen_until_acknowledged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let id = JobId::generate();
+        let journal = Journal::open(dir.path()).expect("open");
+        journal
+            .record(&JobResult {
+                id,
+                outcome: JobOutcome::Echo { payload: vec![1] },
+            })
+            .expect("record");
+        drop(journal);
+        let journal = Journal::open(dir.path()).expect("reopen");
+        assert!(journal.recorded(id).is_some());
+        assert_eq!(journal.unacknowledged().len(), 1);
+        journal.acknowledge(&[id]).expect("ack");
+        drop(journal);
+        let journal = Journal::open(dir.path()).expect("reopen");
+        assert!(journal.recorded(id).is_none());
+    }
+}

@@ -1,0 +1,266 @@
+//! One connection to the controller, from dial to loss: Hello/Welcome, heartbeats both ways,
+//! pings, result acknowledgements, and the job streams the controller opens.
+//!
+//! Owns nothing across connections; `link::run` calls it again after a loss.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rotor_common::ids::JobId;
+use rotor_common::pki::CONTROLLER_SERVER_NAME;
+use rotor_common::wire::{
+    self, AgentMessage, ControllerMessage, Hello, Job, JobReply, JobResult, read_frame, write_frame,
+};
+use tokio::sync::{mpsc, watch};
+
+use crate::identity::Identity;
+use crate::journal::Journal;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub enum End {
+    Shutdown,
+    Refused(String),
+    Lost(String),
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or(0)
+}
+
+/// Jobs running now, so a redelivered job waits for the first run instead of running twice.
+type InFlight = Arc<Mutex<HashMap<JobId, watch::Receiver<Option<JobResult>>>>>;
+
+pub async fn run(
+    identity: &Identity,
+    journal: &Arc<Journal>,
+    controller: &str,
+    client_config: quinn::ClientConfig,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<End, String> {
+    let address = super::resolve_controller(controller).await?;
+    let bind: std::net::SocketAddr = if address.is_ipv6() {
+        "[::]:0"
+    } else {
+        "0.0.0.0:0"
+    }
+    .parse()
+    .map_err(|_| "bad bind address".to_string())?;
+    let endpoint =
+        quinn::Endpoint::client(bind).map_err(|e| format!("cannot open a UDP socket: {e}"))?;
+    let connecting = endpoint
+        .connect_with(client_config, address, CONTROLLER_SERVER_NAME)
+        .map_err(|error| error.to_string())?;
+    let connection = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+        .await
+        .map_err(|_| format!("connecting to {address} timed out"))?
+        .map_err(|error| format!("connecting to {address}: {error}"))?;
+    let handshake = tokio::time::timeout(CONNECT_TIMEOUT, async {
+        let (mut send, mut recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
+        let hello = AgentMessage::Hello(Hello {
+            protocol_version: wire::PROTOCOL_VERSION,
+            agent_version: env!("CARGO_PKG_VERSION").to_string(),
+            site: identity.state.site.clone(),
+            capabilities: vec!["echo".into()],
+            unacknowledged_results: journal.unacknowledged(),
+        });
+        write_frame(&mut send, &hello)
+            .await
+            .map_err(|e| e.to_string())?;
+        let answer = read_frame::<_, ControllerMessage>(&mut recv)
+            .await
+            .map_err(|e| format!("reading the controller's answer: {e}"))?;
+        Ok::<_, String>((send, recv, answer))
+    })
+    .await
+    .map_err(|_| "the controller did not answer Hello in time".to_string())??;
+    let (send, recv, answer) = handshake;
+    let (interval, missed) = match answer {
+        Some(ControllerMessage::Welcome {
+            heartbeat_interval_ms,
+            missed_beats_allowed,
+            ..
+        }) => (
+            Duration::from_millis(heartbeat_interval_ms.max(100)),
+            missed_beats_allowed.max(1),
+        ),
+        Some(ControllerMessage::Refused { reason }) => return Ok(End::Refused(reason)),
+        Some(_) => return Err("the controller answered Hello with an unexpected message".into()),
+        None => {
+            let reason = connection
+                .close_reason()
+                .map(|reason| reason.to_string())
+                .unwrap_or_else(|| "closed without an answer".into());
+            return Err(format!("the controller closed the connection: {reason}"));
+        }
+    };
+    tracing::info!(%controller, agent = %identity.state.agent_id, "connected to the controller");
+
+    let last_heard = Arc::new(AtomicU64::new(now_unix()));
+    let (control, control_receiver) = mpsc::channel::<AgentMessage>(64);
+    let in_flight: InFlight = Arc::new(Mutex::new(HashMap::new()));
+    let end = tokio::select! {
+        detail = write_loop(send, control_receiver, interval) => End::Lost(detail),
+        detail = read_loop(recv, control.clone(), journal.clone(), last_heard.clone()) => End::Lost(detail),
+        detail = watchdog(last_heard.clone(), interval, missed) => End::Lost(detail),
+        detail = accept_jobs(&connection, journal.clone(), in_flight.clone()) => End::Lost(detail),
+        _ = shutdown.changed() => {
+            connection.close(quinn::VarInt::from_u32(0), b"agent shutting down");
+            End::Shutdown
+        }
+    };
+    if let End::Lost(_) = &end {
+        connection.close(quinn::VarInt::from_u32(0), b"link lost");
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+    Ok(end)
+}
+
+async fn write_loop(
+    mut send: quinn::SendStream,
+    mut control_receiver: mpsc::Receiver<AgentMessage>,
+    interval: Duration,
+) -> String {
+    let mut ticker = tokio::time::interval(interval);
+    let mut seq = 0u64;
+    loop {
+        let message = tokio::select! {
+            received = control_receiver.recv() => match received {
+                Some(message) => message,
+                None => return "control channel closed".into(),
+            },
+            _ = ticker.tick() => {
+                seq += 1;
+                AgentMessage::Heartbeat { seq }
+            }
+        };
+        if let Err(error) = write_frame(&mut send, &message).await {
+            return format!("writing to the controller: {error}");
+        }
+    }
+}
+
+async fn read_loop(
+    mut recv: quinn::RecvStream,
+    control: mpsc::Sender<AgentMessage>,
+    journal: Arc<Journal>,
+    last_heard: Arc<AtomicU64>,
+) -> String {
+    loop {
+        match read_frame::<_, ControllerMessage>(&mut recv).await {
+            Ok(Some(message)) => {
+                last_heard.store(now_unix(), Ordering::Relaxed);
+                match message {
+                    ControllerMessage::Heartbeat { .. } => {}
+                    ControllerMessage::Ping { nonce } => {
+                        let _ = control.send(AgentMessage::Pong { nonce }).await;
+                    }
+                    ControllerMessage::AckResults { ids } => {
+                        if let Err(error) = journal.acknowledge(&ids) {
+                            tracing::error!(%error, "cannot update the journal");
+                        }
+                    }
+                    _ => tracing::warn!(
+                        "unexpected message from the controller on the control stream; ignored"
+                    ),
+                }
+            }
+            Ok(None) => return "the controller closed the control stream".into(),
+            Err(error) => return format!("control stream: {error}"),
+        }
+    }
+}
+
+async fn watchdog(last_heard: Arc<AtomicU64>, interval: Duration, missed: u32) -> String {
+    let allowed = interval * missed;
+    let mut ticker = tokio::time::interval(interval);
+    loop {
+        ticker.tick().await;
+        let silent = now_unix().saturating_sub(last_heard.load(Ordering::Relaxed));
+        if Duration::from_secs(silent) > allowed {
+            return format!("no heartbeat from the controller for {silent}s");
+        }
+    }
+}
+
+async fn accept_jobs(
+    connection: &quinn::Connection,
+    journal: Arc<Journal>,
+    in_flight: InFlight,
+) -> String {
+    loop {
+        match connection.accept_bi().await {
+            Ok((send, recv)) => {
+                let journal = journal.clone();
+                let in_flight = in_flight.clone();
+                tokio::spawn(async move {
+                    if let Err(detail) = serve_job(send, recv, journal, in_flight).await {
+                        tracing::warn!(%detail, "job stream failed");
+                    }
+                });
+            }
+            Err(error) => return format!("connection: {error}"),
+        }
+    }
+}
+
+async fn serve_job(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    journal: Arc<Journal>,
+    in_flight: InFlight,
+) -> Result<(), String> {
+    let job: Job = read_frame(&mut recv)
+        .await
+        .map_err(|error| format!("reading a job: {error}"))?
+        .ok_or("job stream closed before the job")?;
+    let id = job.id;
+    if let Some(result) = journal.recorded(id) {
+        tracing::info!(job = %id, "job already ran; answering its recorded result");
+        write_frame(&mut send, &JobReply::Result(result))
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = send.finish();
+        return Ok(());
+    }
+    write_frame(&mut send, &JobReply::Accepted { id })
+        .await
+        .map_err(|e| e.to_string())?;
+    let running = in_flight.lock().ok().and_then(|map| map.get(&id).cloned());
+    let result = match running {
+        Some(mut waiter) => {
+            // Redelivered while running: wait for the first run's result.
+            let _ = waiter.wait_for(Option::is_some).await;
+            let recorded = waiter.borrow().clone();
+            recorded.ok_or("the first run of this job ended without a result")?
+        }
+        None => {
+            let (publish, waiter) = watch::channel(None);
+            if let Ok(mut map) = in_flight.lock() {
+                map.insert(id, waiter);
+            }
+            tracing::info!(job = %id, "running job");
+            let outcome = crate::handlers::run(job.kind).await;
+            let result = JobResult { id, outcome };
+            if let Err(error) = journal.record(&result) {
+                tracing::error!(job = %id, %error, "cannot journal a job result; sending it anyway");
+            }
+            let _ = publish.send(Some(result.clone()));
+            if let Ok(mut map) = in_flight.lock() {
+                map.remove(&id);
+            }
+            result
+        }
+    };
+    write_frame(&mut send, &JobReply::Result(result))
+        .await
+        .map_err(|e| format!("sending the result: {e}"))?;
+    let _ = send.finish();
+    let _ = tokio::time::timeout(Duration::from_secs(5), send.stopped()).await;
+    Ok(())
+}

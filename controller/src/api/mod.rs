@@ -1,0 +1,685 @@
+//! The HTTP API: Vault's request and response shapes over axum.
+//!
+//! Owns the one entry point for `/v1/...` and the order every request goes through:
+//! method to operation (`LIST` and `GET ?list=true` are lists), body parsing, finding the
+//! backend that owns the path (built-in `sys/`, `auth/token/`, `agents/`, or a mounted engine)
+//! and its path-table entry, token authentication, the ACL check (the capability comes from
+//! the operation, `create` or `update` from the path's existence check, `sudo` for
+//! root-protected paths), field validation, the audit request line (fail closed), counting a
+//! limited-use token, the handler, the audit response line. Must not implement any path
+//! itself: backends declare their paths in tables.
+
+pub mod agents;
+pub mod envelope;
+pub mod error;
+pub mod paths;
+pub mod sys;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::connect_info::ConnectInfo;
+use axum::extract::{Query, State};
+use axum::http::{Extensions, HeaderMap, Method, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value};
+
+pub use envelope::ApiResponse;
+pub use error::ApiError;
+pub use paths::{Operation, PathSpec, Request};
+
+use crate::acl::{Acl, Capabilities, PathPattern, PolicyStore};
+use crate::audit::{AuditAuth, AuditBroker, AuditRequest, AuditResponse};
+use crate::auth;
+use crate::dispatch::Dispatcher;
+use crate::engines;
+use crate::leases::LeaseManager;
+use crate::store::Store;
+use crate::tokens::{self, ClientToken, Revocation, TokenRecord, UseOutcome};
+
+/// What every handler can reach.
+pub struct Services {
+    pub store: Arc<Store>,
+    pub dispatcher: Dispatcher,
+    pub os: crate::engines::os::OsEngine,
+    pub info: ServerInfo,
+    /// ACL policies (parsed and cached).
+    pub policies: PolicyStore,
+    /// Leases on issued secrets; engines register their secrets and revoke actions here.
+    pub leases: LeaseManager,
+    /// Enabled audit devices.
+    pub audit: AuditBroker,
+}
+
+/// Why the core services could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreStartError {
+    #[error("loading policies: {0}")]
+    Policies(#[from] crate::acl::store::PolicyStoreError),
+    #[error("loading leases: {0}")]
+    Leases(#[from] crate::leases::LeaseError),
+    #[error("loading audit devices: {0}")]
+    Audit(#[from] crate::audit::AuditError),
+    #[error("indexing token accessors: {0}")]
+    Tokens(#[from] crate::store::StoreError),
+}
+
+impl Services {
+    /// Builds the services over `store`: creates the `default` policy when missing, loads
+    /// leases and audit devices, indexes the accessors of tokens from older stores.
+    pub fn new(
+        store: Arc<Store>,
+        dispatcher: Dispatcher,
+        os: crate::engines::os::OsEngine,
+        info: ServerInfo,
+    ) -> Result<Self, CoreStartError> {
+        let policies = PolicyStore::new(store.clone());
+        policies.ensure_default()?;
+        tokens::index_legacy_accessors(&store)?;
+        let leases = LeaseManager::new(store.clone())?;
+        let audit = AuditBroker::load(store.clone())?;
+        Ok(Self {
+            store,
+            dispatcher,
+            os,
+            info,
+            policies,
+            leases,
+            audit,
+        })
+    }
+}
+
+/// Facts about this server that answers quote.
+#[derive(Debug, Clone)]
+pub struct ServerInfo {
+    /// Where agents dial (`host:port`), as told to enrolling agents.
+    pub agent_address: String,
+    /// SHA-256 fingerprint of the controller's CA, for pinning at enrollment.
+    pub ca_fingerprint: String,
+    pub version: &'static str,
+    pub dev_mode: bool,
+}
+
+pub type AppState = Arc<Services>;
+
+/// The caller, once its token checked out.
+#[derive(Debug, Clone)]
+pub struct TokenContext {
+    pub accessor: String,
+    pub policies: Vec<String>,
+    /// The token as presented (redacting `Debug`), for `*-self` paths.
+    pub client_token: ClientToken,
+    /// The token's record as it was when the request arrived.
+    pub record: TokenRecord,
+    /// The merged rules of the token's policies.
+    pub acl: Arc<Acl>,
+}
+
+impl TokenContext {
+    fn new(client_token: ClientToken, record: TokenRecord, acl: Acl) -> Self {
+        Self {
+            accessor: record.accessor.clone(),
+            policies: record.policies.clone(),
+            client_token,
+            record,
+            acl: Arc::new(acl),
+        }
+    }
+
+    /// A root caller for tests that call handlers directly.
+    #[cfg(test)]
+    pub fn root_for_tests(accessor: &str) -> Self {
+        let record = TokenRecord {
+            accessor: accessor.into(),
+            policies: vec!["root".into()],
+            display_name: "root".into(),
+            created_unix: 0,
+            parent_accessor: None,
+            meta: Default::default(),
+            num_uses: 0,
+            creation_ttl_secs: 0,
+            explicit_max_ttl_secs: 0,
+            period_secs: 0,
+            expire_unix: None,
+            renewable: false,
+            path: "auth/token/root".into(),
+            last_renewal_unix: None,
+        };
+        Self::new(
+            ClientToken::new("test-root-token".into()),
+            record,
+            Acl::new(&["root".into()], &[]),
+        )
+    }
+}
+
+/// Tells whether the resource a write names exists (then the write needs `update`,
+/// otherwise `create`).
+pub type ExistenceCheck = fn(&AppState, &Request) -> Result<bool, ApiError>;
+
+/// Largest request body accepted.
+const MAX_BODY_BYTES: usize = 1 << 20;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .fallback(serve)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+fn request_id() -> String {
+    let mut bytes = [0u8; 16];
+    rand::fill(&mut bytes[..]);
+    let hex = hex::encode(bytes);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+fn token_from_headers(headers: &HeaderMap) -> Option<String> {
+    if let Some(value) = headers.get("x-vault-token").and_then(|v| v.to_str().ok()) {
+        return Some(value.trim().to_string());
+    }
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(|token| token.trim().to_string())
+}
+
+fn operation_for(method: &Method, query: &HashMap<String, String>) -> Result<Operation, ApiError> {
+    let listing = query
+        .get("list")
+        .is_some_and(|value| matches!(value.as_str(), "true" | "1"));
+    match method.as_str() {
+        "GET" if listing => Ok(Operation::List),
+        "GET" => Ok(Operation::Read),
+        "LIST" => Ok(Operation::List),
+        "POST" | "PUT" => Ok(Operation::Write),
+        "DELETE" => Ok(Operation::Delete),
+        other => Err(ApiError::method_not_allowed(format!(
+            "unsupported HTTP method {other}: use GET, LIST, POST, PUT or DELETE"
+        ))),
+    }
+}
+
+fn parse_body(body: &Bytes) -> Result<Map<String, Value>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::bad_request(
+            "failed to parse JSON input: the body must be a JSON object",
+        )),
+        Err(error) => Err(ApiError::bad_request(format!(
+            "failed to parse JSON input: {error}"
+        ))),
+    }
+}
+
+/// Which backend owns a path, and the path inside it.
+pub(crate) enum Route {
+    Sys {
+        rest: String,
+    },
+    Agents {
+        rest: String,
+    },
+    /// `auth/token/...`.
+    Token {
+        rest: String,
+    },
+    Engine {
+        mount: String,
+        kind: String,
+        rest: String,
+    },
+}
+
+pub(crate) fn resolve(store: &Store, path: &str) -> Result<Route, ApiError> {
+    if let Some(rest) = path
+        .strip_prefix("sys/")
+        .or(path.strip_prefix("sys").filter(|r| r.is_empty()))
+    {
+        return Ok(Route::Sys {
+            rest: rest.to_string(),
+        });
+    }
+    if path == "agents" || path.starts_with("agents/") {
+        let rest = path
+            .strip_prefix("agents")
+            .unwrap_or("")
+            .trim_start_matches('/');
+        return Ok(Route::Agents {
+            rest: rest.to_string(),
+        });
+    }
+    if path == "auth" || path.starts_with("auth/") {
+        let Some(rest) = path
+            .strip_prefix(auth::TOKEN_MOUNT)
+            .or(path.strip_prefix("auth/token").filter(|r| r.is_empty()))
+        else {
+            return Err(ApiError::not_found(format!(
+                "no handler for route '{path}': Rotor has one auth method, auth/token/"
+            )));
+        };
+        return Ok(Route::Token {
+            rest: rest.to_string(),
+        });
+    }
+    let mounts = engines::mounts::list(store)?;
+    let best = mounts
+        .into_iter()
+        .filter(|mount| path == mount.path.trim_end_matches('/') || path.starts_with(&mount.path))
+        .max_by_key(|mount| mount.path.len());
+    match best {
+        Some(mount) => {
+            let rest = path
+                .strip_prefix(mount.path.trim_end_matches('/'))
+                .unwrap_or("")
+                .trim_start_matches('/')
+                .to_string();
+            Ok(Route::Engine {
+                mount: mount.path,
+                kind: mount.kind,
+                rest,
+            })
+        }
+        None => Err(ApiError::not_found(format!(
+            "no handler for route '{path}': nothing is mounted there (see sys/mounts)"
+        ))),
+    }
+}
+
+/// A resolved backend: its table and what the ACL needs to know about it.
+struct Backend {
+    mount: String,
+    /// The audit log's `mount_type`.
+    mount_type: String,
+    rest: String,
+    table: &'static [PathSpec],
+    root_paths: &'static [&'static str],
+    existence: &'static [(&'static str, ExistenceCheck)],
+}
+
+fn backend(store: &Store, path: &str) -> Result<Backend, ApiError> {
+    Ok(match resolve(store, path)? {
+        Route::Sys { rest } => Backend {
+            mount: "sys/".into(),
+            mount_type: "system".into(),
+            rest,
+            table: sys::paths(),
+            root_paths: sys::ROOT_PATHS,
+            existence: sys::EXISTENCE_CHECKS,
+        },
+        Route::Agents { rest } => Backend {
+            mount: "agents/".into(),
+            mount_type: "agents".into(),
+            rest,
+            table: agents::paths(),
+            root_paths: &[],
+            existence: &[],
+        },
+        Route::Token { rest } => Backend {
+            mount: auth::TOKEN_MOUNT.into(),
+            mount_type: "token".into(),
+            rest,
+            table: auth::token::paths(),
+            root_paths: auth::token::ROOT_PATHS,
+            existence: &[],
+        },
+        Route::Engine { mount, kind, rest } => {
+            let table = engines::paths(&kind).ok_or_else(|| {
+                ApiError::internal(format!("mount {mount} has unknown type {kind}"))
+            })?;
+            Backend {
+                mount,
+                mount_type: kind,
+                rest,
+                table,
+                root_paths: &[],
+                existence: &[],
+            }
+        }
+    })
+}
+
+async fn serve(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    Query(query): Query<HashMap<String, String>>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let started = Instant::now();
+    let request_id = request_id();
+    let raw_path = uri.path().to_string();
+    let remote = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip().to_string());
+    let call = Call {
+        request_id: &request_id,
+        method: &method,
+        raw_path: &raw_path,
+        query: &query,
+        headers: &headers,
+        body: &body,
+        remote,
+    };
+    let result = handle(&state, call).await;
+    let response = match result {
+        Ok(answer) => answer.render(&request_id),
+        Err(error) => error.into_response(),
+    };
+    tracing::info!(
+        request_id = %request_id,
+        method = %method,
+        path = %raw_path,
+        status = response.status().as_u16(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "api request"
+    );
+    response
+}
+
+/// One HTTP request, as it arrived.
+struct Call<'a> {
+    request_id: &'a str,
+    method: &'a Method,
+    raw_path: &'a str,
+    query: &'a HashMap<String, String>,
+    headers: &'a HeaderMap,
+    body: &'a Bytes,
+    remote: Option<String>,
+}
+
+/// A request that passed authentication and the ACL, ready for its handler.
+struct Prepared {
+    handler: paths::Handler,
+    request: Request,
+    /// The caller's token store key, when its uses are counted.
+    counted_token: Option<String>,
+    /// Unknown fields the validator found, for the answer's warnings.
+    warnings: Vec<String>,
+}
+
+async fn handle(state: &AppState, call: Call<'_>) -> Result<ApiResponse, ApiError> {
+    let Some(path) = call.raw_path.strip_prefix("/v1/") else {
+        return Err(ApiError::not_found(format!(
+            "no handler for {}: the API lives under /v1/",
+            call.raw_path
+        )));
+    };
+    let path = path.trim_end_matches('/').to_string();
+    let operation = operation_for(call.method, call.query)?;
+    let mut data = parse_body(call.body)?;
+    if operation == Operation::Read {
+        for (key, value) in call.query {
+            data.entry(key.clone())
+                .or_insert_with(|| Value::String(value.clone()));
+        }
+    }
+    // Vault does not audit health checks; neither do we (load balancers poll it).
+    let audited = path != "sys/health";
+    let mut entry = AuditRequest {
+        id: call.request_id.to_string(),
+        operation: operation.name(),
+        mount_type: String::new(),
+        path: path.clone(),
+        data: if audited { data.clone() } else { Map::new() },
+        remote_address: call.remote.clone(),
+        auth: None,
+    };
+    let prepared = prepare(state, &path, operation, data, call.headers, &mut entry);
+    if !audited {
+        let prepared = prepared?;
+        let mut response = (prepared.handler)(state.clone(), prepared.request).await?;
+        response.warnings.extend(prepared.warnings);
+        return Ok(response);
+    }
+    let prepared = match prepared {
+        Ok(prepared) => prepared,
+        Err(error) => {
+            let receipt = state.audit.log_request(&entry, Some(&error.message))?;
+            state.audit.log_response(
+                &receipt,
+                &entry,
+                &AuditResponse::default(),
+                Some(&error.message),
+            )?;
+            return Err(error);
+        }
+    };
+    // Fail closed: nothing below runs unless an enabled device recorded the request.
+    let receipt = state.audit.log_request(&entry, None)?;
+    let mut last_use = false;
+    if let Some(key) = &prepared.counted_token {
+        match tokens::use_once(&state.store, key)? {
+            UseOutcome::Counted => {}
+            UseOutcome::LastUse => last_use = true,
+            UseOutcome::Exhausted => {
+                let error = ApiError::permission_denied();
+                state.audit.log_response(
+                    &receipt,
+                    &entry,
+                    &AuditResponse::default(),
+                    Some(&error.message),
+                )?;
+                return Err(error);
+            }
+        }
+    }
+    let caller_accessor = prepared
+        .request
+        .token
+        .as_ref()
+        .map(|token| token.accessor.clone());
+    let mut result = (prepared.handler)(state.clone(), prepared.request).await;
+    if let Ok(response) = &mut result {
+        response.warnings.extend(prepared.warnings);
+    }
+    if last_use && let Some(accessor) = caller_accessor {
+        auth::revoke_token(state, &accessor, Revocation::Tree)?;
+    }
+    match &result {
+        Ok(response) => {
+            let raw = match (&response.raw, &response.raw_text) {
+                (Some((_, body)), _) => Some(body.clone()),
+                (None, Some(text)) => Some(Value::String(text.clone())),
+                (None, None) => None,
+            };
+            let audited_response = AuditResponse {
+                data: response.data.as_ref(),
+                raw,
+                auth: response.auth.as_ref(),
+                lease_id: &response.lease_id,
+                lease_duration: response.lease_duration,
+                renewable: response.renewable,
+                warnings: &response.warnings,
+            };
+            state
+                .audit
+                .log_response(&receipt, &entry, &audited_response, None)?;
+        }
+        Err(error) => state.audit.log_response(
+            &receipt,
+            &entry,
+            &AuditResponse::default(),
+            Some(&error.message),
+        )?,
+    }
+    result
+}
+
+/// Everything before the handler: route, match, authenticate, authorise, validate.
+fn prepare(
+    state: &AppState,
+    path: &str,
+    operation: Operation,
+    data: Map<String, Value>,
+    headers: &HeaderMap,
+    entry: &mut AuditRequest,
+) -> Result<Prepared, ApiError> {
+    let backend = backend(&state.store, path)?;
+    entry.mount_type = backend.mount_type.clone();
+    let matched = paths::find(backend.table, &backend.rest)
+        .ok_or_else(|| ApiError::not_found(format!("unsupported path '{path}'")))?;
+    let token = if matched.spec.unauthenticated {
+        None
+    } else {
+        let token = authenticate(state, headers)?;
+        entry.auth = Some(AuditAuth {
+            client_token: token.client_token.expose().to_string(),
+            accessor: token.accessor.clone(),
+            display_name: token.record.display_name.clone(),
+            policies: token.policies.clone(),
+            metadata: token.record.meta.clone(),
+            token_ttl_secs: token.record.creation_ttl_secs,
+            token_issue_unix: token.record.created_unix,
+        });
+        Some(token)
+    };
+    let handler = matched
+        .spec
+        .operations
+        .iter()
+        .find(|(op, _)| *op == operation)
+        .map(|(_, handler)| *handler)
+        .ok_or_else(|| {
+            let allowed: Vec<&str> = matched
+                .spec
+                .operations
+                .iter()
+                .map(|(op, _)| op.name())
+                .collect();
+            ApiError::method_not_allowed(format!(
+                "'{path}' does not support {}; it supports: {}",
+                operation.name(),
+                allowed.join(", ")
+            ))
+        })?;
+    let counted_token = token
+        .as_ref()
+        .filter(|token| token.record.num_uses > 0)
+        .map(|token| tokens::token_key(token.client_token.expose()));
+    let request = Request {
+        operation,
+        mount: backend.mount.clone(),
+        path: backend.rest.clone(),
+        params: matched.params,
+        data,
+        token,
+    };
+    let needed = needed_capability(state, &backend, matched.spec, &request)?;
+    entry.operation = vault_operation_name(needed);
+    if let Some(caller) = &request.token {
+        authorize(&backend, path, operation, needed, &caller.acl)?;
+    }
+    let warnings = paths::validate_fields(matched.spec, operation, &request.data)?;
+    Ok(Prepared {
+        handler,
+        request,
+        counted_token,
+        warnings,
+    })
+}
+
+/// The capability an operation needs: reads read, lists list, deletes delete; a write needs
+/// `create` when the path's existence check says the resource is new, else `update`.
+fn needed_capability(
+    state: &AppState,
+    backend: &Backend,
+    spec: &PathSpec,
+    request: &Request,
+) -> Result<Capabilities, ApiError> {
+    Ok(match request.operation {
+        Operation::Read => Capabilities::READ,
+        Operation::List => Capabilities::LIST,
+        Operation::Delete => Capabilities::DELETE,
+        Operation::Write => {
+            let check = backend
+                .existence
+                .iter()
+                .find(|(pattern, _)| *pattern == spec.pattern)
+                .map(|(_, check)| *check);
+            match check {
+                Some(exists) if !exists(state, request)? => Capabilities::CREATE,
+                _ => Capabilities::UPDATE,
+            }
+        }
+    })
+}
+
+fn vault_operation_name(needed: Capabilities) -> &'static str {
+    match needed {
+        Capabilities::READ => "read",
+        Capabilities::LIST => "list",
+        Capabilities::DELETE => "delete",
+        Capabilities::CREATE => "create",
+        _ => "update",
+    }
+}
+
+/// The ACL check: the needed capability on the full path (lists end in `/`, as in Vault),
+/// plus `sudo` on the backend's root-protected paths.
+fn authorize(
+    backend: &Backend,
+    path: &str,
+    operation: Operation,
+    needed: Capabilities,
+    acl: &Acl,
+) -> Result<(), ApiError> {
+    let (acl_path, rest) = if operation == Operation::List {
+        (format!("{path}/"), format!("{}/", backend.rest))
+    } else {
+        (path.to_string(), backend.rest.clone())
+    };
+    let granted = acl.capabilities(&acl_path);
+    let root_protected = backend.root_paths.iter().any(|pattern| {
+        PathPattern::parse(pattern)
+            .map(|pattern| pattern.matches(&rest))
+            .unwrap_or(true)
+    });
+    let needed = if root_protected {
+        needed.union(Capabilities::SUDO)
+    } else {
+        needed
+    };
+    if granted.allows(needed) {
+        Ok(())
+    } else {
+        Err(ApiError::permission_denied())
+    }
+}
+
+fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<TokenContext, ApiError> {
+    let token = token_from_headers(headers).ok_or_else(ApiError::permission_denied)?;
+    let found = tokens::lookup(&state.store, &token, tokens::now_unix())?
+        .ok_or_else(ApiError::permission_denied)?;
+    let acl = state
+        .policies
+        .acl(&found.record.policies)
+        .map_err(|error| {
+            ApiError::internal(format!(
+                "cannot evaluate the token's policies: {error}; fix or delete the policy"
+            ))
+        })?;
+    Ok(TokenContext::new(
+        ClientToken::new(token),
+        found.record,
+        acl,
+    ))
+}

@@ -1,0 +1,146 @@
+//! `sys/health` and the mount table `sys/mounts[/<path>]`.
+//!
+//! Owns `sys/health` (unauthenticated, Vault's status codes) and mounting. Must not hold
+//! engine logic: mounting records a type, engines serve their own paths.
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::api::paths::{Field, FieldKind, HandlerFuture, Operation, PathSpec, Request};
+use crate::api::{ApiError, ApiResponse, AppState};
+use crate::data_map;
+use crate::engines::mounts::{self, MountRecord};
+
+const MOUNT_FIELDS: &[Field] = &[
+    Field::new("type", FieldKind::String, "engine type: os or ssh").required(),
+    Field::new("description", FieldKind::String, "what the mount is for"),
+    Field::new(
+        "config",
+        FieldKind::Map,
+        "mount configuration (accepted, unused)",
+    ),
+    Field::new(
+        "options",
+        FieldKind::Map,
+        "engine options (accepted, unused)",
+    ),
+    Field::new("local", FieldKind::Bool, "accepted for Vault compatibility"),
+    Field::new(
+        "seal_wrap",
+        FieldKind::Bool,
+        "accepted for Vault compatibility",
+    ),
+];
+
+pub(super) fn specs() -> Vec<PathSpec> {
+    vec![
+        PathSpec {
+            pattern: "health",
+            synopsis: "Whether the server is initialised, unsealed and active.",
+            fields: &[],
+            operations: vec![(Operation::Read, health as fn(_, _) -> _)],
+            unauthenticated: true,
+        },
+        PathSpec {
+            pattern: "mounts",
+            synopsis: "Lists the mounted secrets engines.",
+            fields: &[],
+            operations: vec![(Operation::Read, list_mounts)],
+            unauthenticated: false,
+        },
+        PathSpec {
+            pattern: "mounts/{*path}",
+            synopsis: "Mounts, reads or unmounts a secrets engine at a path.",
+            fields: MOUNT_FIELDS,
+            operations: vec![
+                (Operation::Read, read_mount),
+                (Operation::Write, enable_mount),
+                (Operation::Delete, disable_mount),
+            ],
+            unauthenticated: false,
+        },
+    ]
+}
+
+fn health(state: AppState, _request: Request) -> HandlerFuture {
+    Box::pin(async move {
+        let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        Ok(ApiResponse::raw(
+            StatusCode::OK,
+            json!({
+                "initialized": true,
+                "sealed": false,
+                "standby": false,
+                "performance_standby": false,
+                "replication_performance_mode": "disabled",
+                "replication_dr_mode": "disabled",
+                "server_time_utc": crate::tokens::now_unix(),
+                "server_time": now,
+                "version": state.info.version,
+                "cluster_name": "rotor",
+                "dev_mode": state.info.dev_mode,
+            }),
+        ))
+    })
+}
+
+fn mount_json(record: &MountRecord) -> Value {
+    json!({
+        "type": record.kind,
+        "description": record.description,
+        "accessor": record.accessor,
+        "config": { "default_lease_ttl": 0, "max_lease_ttl": 0 },
+        "options": Value::Null,
+        "local": false,
+        "seal_wrap": false,
+    })
+}
+
+fn list_mounts(state: AppState, _request: Request) -> HandlerFuture {
+    Box::pin(async move {
+        let mut data = data_map! {
+            "sys/" => json!({"type": "system", "description": "system endpoints", "accessor": "system", "config": {}, "options": Value::Null, "local": false, "seal_wrap": false}),
+            "agents/" => json!({"type": "agents", "description": "agent enrollment and registry", "accessor": "agents", "config": {}, "options": Value::Null, "local": false, "seal_wrap": false}),
+        };
+        for record in mounts::list(&state.store)? {
+            data.insert(record.path.clone(), mount_json(&record));
+        }
+        Ok(ApiResponse::data(data))
+    })
+}
+
+fn read_mount(state: AppState, request: Request) -> HandlerFuture {
+    Box::pin(async move {
+        let path = mounts::normalize_path(request.param("path"))?;
+        let record = mounts::list(&state.store)?
+            .into_iter()
+            .find(|record| record.path == path)
+            .ok_or_else(|| ApiError::bad_request(format!("no mount at {path}")))?;
+        match mount_json(&record) {
+            Value::Object(map) => Ok(ApiResponse::data(map)),
+            _ => Err(ApiError::internal(
+                "mount record did not render as an object",
+            )),
+        }
+    })
+}
+
+fn enable_mount(state: AppState, request: Request) -> HandlerFuture {
+    Box::pin(async move {
+        let kind = request.required_string("type")?;
+        let description = request.string("description")?.unwrap_or_default();
+        let record = mounts::enable(&state.store, request.param("path"), &kind, &description)?;
+        tracing::info!(path = %record.path, kind = %record.kind, "mounted secrets engine");
+        Ok(ApiResponse::empty())
+    })
+}
+
+fn disable_mount(state: AppState, request: Request) -> HandlerFuture {
+    Box::pin(async move {
+        let path = request.param("path").to_string();
+        if mounts::disable(&state.store, &path)? {
+            tracing::info!(path = %path, "unmounted secrets engine");
+        }
+        Ok(ApiResponse::empty())
+    })
+}

@@ -1,0 +1,162 @@
+//! ACL policy paths: `sys/policies/acl[/<name>]` and the legacy `sys/policy[/<name>]` the
+//! reference's recipes use (which answers `rules` where the new path answers `policy`).
+//!
+//! Owns the HTTP surface of policies; parsing and storage are `acl::`. Must not evaluate
+//! requests against policies.
+
+use crate::acl::store::PolicyStoreError;
+use crate::api::paths::{Field, FieldKind, HandlerFuture, Operation, PathSpec, Request};
+use crate::api::{ApiError, ApiResponse, AppState};
+use crate::data_map;
+
+const POLICY_FIELDS: &[Field] = &[Field::new(
+    "policy",
+    FieldKind::String,
+    "the policy document (HCL or JSON)",
+)];
+
+const LEGACY_POLICY_FIELDS: &[Field] = &[
+    Field::new(
+        "policy",
+        FieldKind::String,
+        "the policy document (HCL or JSON)",
+    ),
+    Field::new(
+        "rules",
+        FieldKind::String,
+        "the policy document (older name of 'policy')",
+    ),
+];
+
+pub(super) fn specs() -> Vec<PathSpec> {
+    let spec = |pattern, synopsis, fields, operations| PathSpec {
+        pattern,
+        synopsis,
+        fields,
+        operations,
+        unauthenticated: false,
+    };
+    vec![
+        spec(
+            "policies/acl",
+            "Lists ACL policies.",
+            &[],
+            vec![(Operation::List, list as fn(_, _) -> _)],
+        ),
+        spec(
+            "policies/acl/{name}",
+            "Reads, writes or deletes an ACL policy.",
+            POLICY_FIELDS,
+            vec![
+                (Operation::Read, read),
+                (Operation::Write, write),
+                (Operation::Delete, delete),
+            ],
+        ),
+        spec(
+            "policy",
+            "Lists ACL policies (legacy path).",
+            &[],
+            vec![(Operation::Read, list_legacy), (Operation::List, list)],
+        ),
+        spec(
+            "policy/{name}",
+            "Reads, writes or deletes an ACL policy (legacy path).",
+            LEGACY_POLICY_FIELDS,
+            vec![
+                (Operation::Read, read_legacy),
+                (Operation::Write, write),
+                (Operation::Delete, delete),
+            ],
+        ),
+    ]
+}
+
+fn refused(error: PolicyStoreError) -> ApiError {
+    match error {
+        PolicyStoreError::Store(error) => ApiError::from(error),
+        other => ApiError::bad_request(other.to_string()),
+    }
+}
+
+/// Whether the named policy exists: tells `create` from `update` for the ACL.
+pub(super) fn policy_exists(state: &AppState, request: &Request) -> Result<bool, ApiError> {
+    let name = request.param("name");
+    if name.eq_ignore_ascii_case("root") {
+        return Ok(true);
+    }
+    Ok(state.policies.read(name).map_err(refused)?.is_some())
+}
+
+fn list(state: AppState, _request: Request) -> HandlerFuture {
+    Box::pin(async move { Ok(ApiResponse::keys(state.policies.list().map_err(refused)?)) })
+}
+
+fn list_legacy(state: AppState, _request: Request) -> HandlerFuture {
+    Box::pin(async move {
+        let names = state.policies.list().map_err(refused)?;
+        Ok(ApiResponse::data(data_map! {
+            "policies" => names.clone(),
+            "keys" => names,
+        }))
+    })
+}
+
+fn text_of(state: &AppState, name: &str) -> Result<String, ApiError> {
+    if name.eq_ignore_ascii_case("root") {
+        return Ok(String::new());
+    }
+    state
+        .policies
+        .read(name)
+        .map_err(refused)?
+        .map(|record| record.text)
+        .ok_or_else(|| ApiError::not_found(format!("no policy named '{name}'")))
+}
+
+fn read(state: AppState, request: Request) -> HandlerFuture {
+    Box::pin(async move {
+        let name = request.param("name").to_ascii_lowercase();
+        let text = text_of(&state, &name)?;
+        Ok(ApiResponse::data(
+            data_map! { "name" => name, "policy" => text },
+        ))
+    })
+}
+
+fn read_legacy(state: AppState, request: Request) -> HandlerFuture {
+    Box::pin(async move {
+        let name = request.param("name").to_ascii_lowercase();
+        let text = text_of(&state, &name)?;
+        Ok(ApiResponse::data(
+            data_map! { "name" => name, "rules" => text },
+        ))
+    })
+}
+
+fn write(state: AppState, request: Request) -> HandlerFuture {
+    Box::pin(async move {
+        let text = match request.string("policy")? {
+            Some(text) => text,
+            None => request.string("rules")?.ok_or_else(|| {
+                ApiError::bad_request("missing required field 'policy': the policy document")
+            })?,
+        };
+        let name = state
+            .policies
+            .write(request.param("name"), &text)
+            .map_err(refused)?;
+        tracing::info!(policy = %name, "policy written");
+        Ok(ApiResponse::empty())
+    })
+}
+
+fn delete(state: AppState, request: Request) -> HandlerFuture {
+    Box::pin(async move {
+        let name = request.param("name").to_string();
+        if state.policies.delete(&name).map_err(refused)? {
+            tracing::info!(policy = %name.to_ascii_lowercase(), "policy deleted");
+        }
+        Ok(ApiResponse::empty())
+    })
+}

@@ -1,0 +1,150 @@
+//! One audit device: where its lines go (a file, stdout, or nowhere) and its HMAC key.
+//!
+//! Owns writing one line and hashing one value. A file is opened for every line (append,
+//! 0600), so a file that was moved, deleted or replaced is noticed at the next request
+//! instead of being written into a ghost inode. Must not decide what happens when a write
+//! fails: the broker does (fail closed).
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use aws_lc_rs::hmac;
+
+/// Where a device writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sink {
+    File(PathBuf),
+    Stdout,
+    /// Vault's `discard`: written nowhere (for testing the pipeline).
+    Discard,
+}
+
+impl Sink {
+    pub fn from_file_path(file_path: &str) -> Self {
+        match file_path {
+            "stdout" => Sink::Stdout,
+            "discard" => Sink::Discard,
+            path => Sink::File(PathBuf::from(path)),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Sink::File(path) => path.display().to_string(),
+            Sink::Stdout => "stdout".into(),
+            Sink::Discard => "discard".into(),
+        }
+    }
+}
+
+/// An enabled device.
+pub struct Device {
+    /// With its trailing slash: `file/`.
+    pub path: String,
+    pub sink: Sink,
+    pub mode: u32,
+    key: hmac::Key,
+    /// Serialises lines so two requests never interleave within one.
+    write_lock: Mutex<()>,
+}
+
+impl std::fmt::Debug for Device {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Device")
+            .field("path", &self.path)
+            .field("sink", &self.sink)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The prefix of every hashed value, as Vault writes it.
+pub const HMAC_PREFIX: &str = "hmac-sha256:";
+
+impl Device {
+    pub fn new(path: String, sink: Sink, mode: u32, key_bytes: &[u8]) -> Self {
+        Self {
+            path,
+            sink,
+            mode,
+            key: hmac::Key::new(hmac::HMAC_SHA256, key_bytes),
+            write_lock: Mutex::new(()),
+        }
+    }
+
+    /// `hmac-sha256:<hex>` of `value` under this device's key.
+    pub fn hash(&self, value: &str) -> String {
+        let tag = hmac::sign(&self.key, value.as_bytes());
+        format!("{HMAC_PREFIX}{}", hex::encode(tag.as_ref()))
+    }
+
+    /// Checks the sink can be opened (enabling a device that cannot write is refused).
+    pub fn probe(&self) -> std::io::Result<()> {
+        match &self.sink {
+            Sink::File(path) => self.open(path).map(drop),
+            Sink::Stdout | Sink::Discard => Ok(()),
+        }
+    }
+
+    fn open(&self, path: &PathBuf) -> std::io::Result<std::fs::File> {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(self.mode)
+            .open(path)
+    }
+
+    /// Appends `line` and a newline.
+    pub fn write_line(&self, line: &str) -> std::io::Result<()> {
+        let _serialised = self
+            .write_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut bytes = Vec::with_capacity(line.len() + 1);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\n');
+        match &self.sink {
+            Sink::File(path) => {
+                let mut file = self.open(path)?;
+                file.write_all(&bytes)?;
+                file.flush()
+            }
+            Sink::Stdout => {
+                let mut stdout = std::io::stdout().lock();
+                stdout.write_all(&bytes)?;
+                stdout.flush()
+            }
+            Sink::Discard => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_are_keyed_and_stable() {
+        let one = Device::new("a/".into(), Sink::Discard, 0o600, &[1u8; 32]);
+        let two = Device::new("b/".into(), Sink::Discard, 0o600, &[2u8; 32]);
+        assert_eq!(one.hash("secret"), one.hash("secret"));
+        assert_ne!(one.hash("secret"), two.hash("secret"));
+        assert!(one.hash("secret").starts_with("hmac-sha256:"));
+        assert_eq!(one.hash("secret").len(), HMAC_PREFIX.len() + 64);
+    }
+
+    #[test]
+    fn a_file_replaced_by_a_directory_stops_the_writes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("audit.log");
+        let device = Device::new("file/".into(), Sink::File(path.clone()), 0o600, &[0u8; 32]);
+        device.probe().expect("writable");
+        device.write_line("{\"a\":1}").expect("written");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "{\"a\":1}\n");
+        std::fs::remove_file(&path).expect("remove");
+        std::fs::create_dir(&path).expect("directory in its place");
+        assert!(device.write_line("{\"a\":2}").is_err());
+    }
+}

@@ -1,0 +1,28 @@
+//! The token sweeper: a background task that revokes tokens whose TTL ran out, with their
+//! children and leases (an expired token is already refused at lookup; this cleans up).
+//!
+//! Owns only the timing loop. Must not decide what expiry means (tokens.rs does).
+
+use std::time::Duration;
+
+use crate::api::AppState;
+use crate::tokens::{self, Revocation};
+
+/// Runs forever, sweeping every `interval`.
+pub async fn run(state: AppState, interval: Duration) {
+    loop {
+        tokio::time::sleep(interval).await;
+        let expired = match tokens::expired_accessors(&state.store, tokens::now_unix()) {
+            Ok(expired) => expired,
+            Err(error) => {
+                tracing::error!(%error, "token sweep: cannot read tokens; will try again");
+                continue;
+            }
+        };
+        for accessor in expired {
+            if let Err(error) = super::revoke_token(&state, &accessor, Revocation::Tree) {
+                tracing::error!(error = %error.message, "token sweep: revoking an expired token failed; will try again");
+            }
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Go-style flags as Vault's CLI takes them: `-name=value`, `-name value`, `--name`, boolean
+//! `-f`; flags end at the first positional argument or `--`.
+//!
+//! Owns parsing against a declared list of flags; unknown flags are errors that list the
+//! known ones. Must not know what any flag means.
+
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, Copy)]
+pub struct FlagSpec {
+    pub name: &'static str,
+    /// Other spellings (`f` for `force`).
+    pub aliases: &'static [&'static str],
+    pub takes_value: bool,
+    pub help: &'static str,
+}
+
+#[derive(Debug, Default)]
+pub struct Parsed {
+    pub values: HashMap<&'static str, String>,
+    pub positional: Vec<String>,
+}
+
+impl Parsed {
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+    pub fn is_set(&self, name: &str) -> bool {
+        self.values
+            .get(name)
+            .is_some_and(|value| !matches!(value.as_str(), "false" | "0"))
+    }
+}
+
+pub fn parse(specs: &[FlagSpec], args: &[String]) -> Result<Parsed, String> {
+    let mut parsed = Parsed::default();
+    let mut index = 0;
+    while index < args.len() {
+        let arg = &args[index];
+        if arg == "--" {
+            parsed.positional.extend(args[index + 1..].iter().cloned());
+            break;
+        }
+        let Some(stripped) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
+            parsed.positional.extend(args[index..].iter().cloned());
+            break;
+        };
+        if stripped.is_empty() {
+            // A lone "-" is a positional (stdin).
+            parsed.positional.extend(args[index..].iter().cloned());
+            break;
+        }
+        let (name, inline_value) = match stripped.split_once('=') {
+            Some((name, value)) => (name, Some(value.to_string())),
+            None => (stripped, None),
+        };
+        let spec = specs
+            .iter()
+            .find(|spec| spec.name == name || spec.aliases.contains(&name))
+            .ok_or_else(|| {
+                let known: Vec<String> =
+                    specs.iter().map(|spec| format!("-{}", spec.name)).collect();
+                format!(
+                    "flag provided but not defined: -{name} (known flags: {})",
+                    known.join(", ")
+                )
+            })?;
+        let value = if spec.takes_value {
+            match inline_value {
+                Some(value) => value,
+                None => {
+                    index += 1;
+                    args.get(index)
+                        .cloned()
+                        .ok_or_else(|| format!("flag needs an argument: -{name}"))?
+                }
+            }
+        } else {
+            inline_value.unwrap_or_else(|| "true".into())
+        };
+        parsed.values.insert(spec.name, value);
+        index += 1;
+    }
+    Ok(parsed)
+}
+
+pub fn usage(specs: &[FlagSpec]) -> String {
+    specs
+        .iter()
+        .map(|spec| {
+            let value = if spec.takes_value { "=<value>" } else { "" };
+            format!("  -{}{value}\n      {}\n", spec.name, spec.help)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPECS: &[FlagSpec] = &[
+        FlagSpec {
+            name: "format",
+            aliases: &[],
+            takes_value: true,
+            help: "",
+        },
+        FlagSpec {
+            name: "force",
+            aliases: &["f"],
+            takes_value: false,
+            help: "",
+        },
+    ];
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn both_spellings_and_positional_stop() {
+        let parsed =
+            parse(SPECS, &strings(&["--format=json", "-f", "os/x", "-a=b"])).expect("parse");
+        assert_eq!(parsed.value("format"), Some("json"));
+        assert!(parsed.is_set("force"));
+        assert_eq!(parsed.positional, strings(&["os/x", "-a=b"]));
+        let parsed = parse(SPECS, &strings(&["-format", "table", "p"])).expect("parse");
+        assert_eq!(parsed.value("format"), Some("table"));
+        let error = parse(SPECS, &strings(&["-bogus", "p"])).expect_err("unknown");
+        assert!(
+            error.contains("-bogus") && error.contains("-format"),
+            "{error}"
+        );
+        assert!(parse(SPECS, &strings(&["-format"])).is_err());
+    }
+}

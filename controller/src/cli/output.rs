@@ -1,0 +1,112 @@
+//! How the CLI shows answers: Vault's `table` and `json` formats, and `-field`.
+//!
+//! Owns rendering only. Must not make requests.
+
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+impl Format {
+    pub fn parse(text: Option<&str>) -> Result<Self, String> {
+        match text.unwrap_or("table") {
+            "table" => Ok(Format::Table),
+            "json" => Ok(Format::Json),
+            other => Err(format!("invalid -format '{other}': use table or json")),
+        }
+    }
+}
+
+fn plain(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        Value::Null => "n/a".into(),
+        Value::Array(items) => {
+            let parts: Vec<String> = items.iter().map(plain).collect();
+            format!("[{}]", parts.join(" "))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// A value for `-field`: strings raw, everything else as JSON.
+pub fn field(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Renders `Key / Value` rows as Vault's table format does.
+pub fn table(body: &Value) -> String {
+    let mut rows: Vec<(String, String)> = Vec::new();
+    if let Some(lease_id) = body.get("lease_id").and_then(Value::as_str)
+        && !lease_id.is_empty()
+    {
+        rows.push(("lease_id".into(), lease_id.into()));
+        rows.push(("lease_duration".into(), plain(&body["lease_duration"])));
+        rows.push(("lease_renewable".into(), plain(&body["renewable"])));
+    }
+    let data = body.get("data").unwrap_or(body);
+    if let Some(map) = data.as_object() {
+        let mut keys: Vec<&String> = map.keys().collect();
+        keys.sort();
+        for key in keys {
+            rows.push((key.clone(), plain(&map[key])));
+        }
+    }
+    let width = rows
+        .iter()
+        .map(|(key, _)| key.len())
+        .max()
+        .unwrap_or(3)
+        .max(3);
+    let mut out = format!("{:<width$}    Value\n{:<width$}    -----\n", "Key", "---");
+    for (key, value) in rows {
+        out.push_str(&format!("{key:<width$}    {value}\n"));
+    }
+    if let Some(warnings) = body.get("warnings").and_then(Value::as_array) {
+        out.push_str(&warnings_text(warnings));
+    }
+    out
+}
+
+pub fn keys_table(keys: &[Value]) -> String {
+    let mut out = String::from("Keys\n----\n");
+    for key in keys {
+        out.push_str(&plain(key));
+        out.push('\n');
+    }
+    out
+}
+
+pub fn warnings_text(warnings: &[Value]) -> String {
+    if warnings.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\nWARNING! The following warnings were returned from Rotor:\n\n");
+    for warning in warnings {
+        out.push_str(&format!("  * {}\n", plain(warning)));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_sorted_and_aligned() {
+        let body =
+            serde_json::json!({"data": {"zeta": 1, "a": "x", "list": ["p", "q"]}, "lease_id": ""});
+        let text = table(&body);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "Key     Value");
+        assert_eq!(lines[2], "a       x");
+        assert_eq!(lines[3], "list    [p q]");
+        assert_eq!(lines[4], "zeta    1");
+    }
+}

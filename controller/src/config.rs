@@ -1,0 +1,212 @@
+//! The server's configuration file (HCL, in the manner of Vault's).
+//!
+//! Owns parsing and checking the file; every problem names the file and the setting. Must not
+//! start anything.
+//!
+//! ```hcl
+//! storage_path  = "/var/lib/rotor/rotor.redb"
+//! seal_key_file = "/etc/rotor/seal.key"      # 0600; created by `rotor operator init`
+//! ca_cert_file  = "/var/lib/rotor/ca.pem"    # optional: where the CA certificate is written
+//! listener "tcp" {
+//!   address       = "0.0.0.0:8200"
+//!   tls_cert_file = "/etc/rotor/api.pem"     # optional: else a certificate from Rotor's CA
+//!   tls_key_file  = "/etc/rotor/api-key.pem"
+//!   tls_san       = ["rotor.example.com"]    # extra names for the CA-issued certificate
+//! }
+//! agent_listener {
+//!   address           = "0.0.0.0:8201"
+//!   advertise_address = "rotor.example.com:8201"  # what enrolling agents are told to dial
+//! }
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub storage_path: PathBuf,
+    pub seal_key_file: PathBuf,
+    #[serde(default)]
+    pub ca_cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub listener: BTreeMap<String, ListenerConfig>,
+    #[serde(default)]
+    pub agent_listener: Option<AgentListenerConfig>,
+    #[serde(default)]
+    pub log_format: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    pub address: String,
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_san: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentListenerConfig {
+    pub address: String,
+    #[serde(default)]
+    pub advertise_address: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: cannot read it: {detail}")]
+    Read { path: String, detail: String },
+    #[error("config file {path}: {detail}")]
+    Invalid { path: String, detail: String },
+}
+
+/// What the server runs with, checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub storage_path: PathBuf,
+    pub seal_key_file: PathBuf,
+    pub ca_cert_file: PathBuf,
+    pub api_address: SocketAddr,
+    pub api_tls_files: Option<(PathBuf, PathBuf)>,
+    pub api_tls_san: Vec<String>,
+    pub agent_address: SocketAddr,
+    pub agent_advertise_address: String,
+    pub log_format: Option<String>,
+}
+
+pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+        path: path.display().to_string(),
+        detail: error.to_string(),
+    })?;
+    parse(&text, path)
+}
+
+pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
+    let invalid = |detail: String| ConfigError::Invalid {
+        path: path.display().to_string(),
+        detail,
+    };
+    let config: ServerConfig = hcl::from_str(text).map_err(|error| invalid(error.to_string()))?;
+    if config.listener.len() > 1 || config.listener.keys().any(|kind| kind != "tcp") {
+        return Err(invalid(
+            "exactly one listener \"tcp\" { address = ... } block is supported".into(),
+        ));
+    }
+    let listener = config
+        .listener
+        .get("tcp")
+        .cloned()
+        .unwrap_or(ListenerConfig {
+            address: "127.0.0.1:8200".into(),
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_san: Vec::new(),
+        });
+    let api_address: SocketAddr = listener.address.parse().map_err(|_| {
+        invalid(format!(
+            "listener \"tcp\" address '{}' is not an IP:port such as 0.0.0.0:8200",
+            listener.address
+        ))
+    })?;
+    let api_tls_files = match (listener.tls_cert_file, listener.tls_key_file) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => {
+            return Err(invalid(
+                "listener \"tcp\": tls_cert_file and tls_key_file go together".into(),
+            ));
+        }
+    };
+    let agent = config.agent_listener.unwrap_or(AgentListenerConfig {
+        address: "0.0.0.0:8201".into(),
+        advertise_address: None,
+    });
+    let agent_address: SocketAddr = agent.address.parse().map_err(|_| {
+        invalid(format!(
+            "agent_listener address '{}' is not an IP:port such as 0.0.0.0:8201",
+            agent.address
+        ))
+    })?;
+    let agent_advertise_address = agent.advertise_address.unwrap_or_else(|| {
+        if agent_address.ip().is_unspecified() {
+            let host = crate::server::hostname().unwrap_or_else(|| "localhost".into());
+            format!("{host}:{}", agent_address.port())
+        } else {
+            agent_address.to_string()
+        }
+    });
+    let ca_cert_file = config.ca_cert_file.unwrap_or_else(|| {
+        config
+            .storage_path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("ca.pem")
+    });
+    if let Some(format) = &config.log_format
+        && format != "json"
+        && format != "standard"
+    {
+        return Err(invalid(format!(
+            "log_format '{format}' is not one of: standard, json"
+        )));
+    }
+    Ok(Settings {
+        storage_path: config.storage_path,
+        seal_key_file: config.seal_key_file,
+        ca_cert_file,
+        api_address,
+        api_tls_files,
+        api_tls_san: listener.tls_san,
+        agent_address,
+        agent_advertise_address,
+        log_format: config.log_format,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_config_parses() {
+        let text = r#"
+storage_path  = "/data/rotor.redb"
+seal_key_file = "/data/seal.key"
+listener "tcp" {
+  address = "0.0.0.0:8200"
+  tls_san = ["rotor.example.com"]
+}
+agent_listener {
+  address = "0.0.0.0:8201"
+  advertise_address = "ctl:8201"
+}
+"#;
+        let settings = parse(text, Path::new("t.hcl")).expect("parse");
+        assert_eq!(settings.api_address.port(), 8200);
+        assert_eq!(settings.agent_advertise_address, "ctl:8201");
+        assert_eq!(settings.ca_cert_file, PathBuf::from("/data/ca.pem"));
+        assert_eq!(settings.api_tls_san, vec!["rotor.example.com".to_string()]);
+    }
+
+    #[test]
+    fn mistakes_name_the_setting() {
+        let error = parse("storage_path = \"/x\"\n", Path::new("t.hcl")).expect_err("missing key");
+        assert!(error.to_string().contains("seal_key_file"), "{error}");
+        let text =
+            "storage_path=\"/x\"\nseal_key_file=\"/k\"\nlistener \"tcp\" { address = \"nope\" }\n";
+        let error = parse(text, Path::new("t.hcl")).expect_err("bad address");
+        assert!(error.to_string().contains("'nope'"), "{error}");
+        let text = "storage_path=\"/x\"\nseal_key_file=\"/k\"\nbogus = 1\n";
+        let error = parse(text, Path::new("t.hcl")).expect_err("unknown key");
+        assert!(error.to_string().contains("bogus"), "{error}");
+    }
+}

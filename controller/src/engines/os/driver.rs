@@ -1,0 +1,604 @@
+//! The OS engine's driver: turns API calls into jobs, runs them through the dispatcher,
+//! and applies the rotation core's decisions to the store.
+//!
+//! Owns per-host serialisation (a host's accounts never rotate concurrently), building
+//! `OsJob`s, batching children of one parent into one job, verification after an uncertain
+//! outcome, and recovery of candidates left pending by a crash. Decisions themselves live in
+//! `rotation.rs`; record changes in `model.rs`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rotor_common::ids::{AgentId, JobId};
+use rotor_common::secret::Password;
+use rotor_common::wire::os::{
+    AccountChange, HostKeyObserved, HostKeyRule, HostSpec, OsJob, OsOutcome,
+};
+use rotor_common::wire::{JobKind, JobOutcome};
+
+use super::model::{self, AccountRecord, AccountStatus, Connection, HostRecord, OsConfig};
+use super::password;
+use super::rotation::{self, Decision, JobEnd, Verified};
+use crate::api::ApiError;
+use crate::dispatch::{DispatchError, Dispatcher, JobTarget};
+use crate::store::Store;
+
+/// Seconds before a certain failure is retried: doubles per failure, capped at an hour.
+fn retry_backoff_secs(failed_attempts: u32) -> u64 {
+    60u64.saturating_mul(1 << failed_attempts.min(6)).min(3600)
+}
+
+/// What happened to one account of a rotation.
+#[derive(Debug, Clone)]
+pub struct AccountReport {
+    pub account: String,
+    pub committed_version: Option<u64>,
+    pub status: AccountStatus,
+    pub error: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct OsEngine {
+    store: Arc<Store>,
+    dispatcher: Dispatcher,
+    /// One async mutex per host (`mount/host`): a host's accounts never rotate concurrently.
+    host_locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+impl OsEngine {
+    pub fn new(store: Arc<Store>, dispatcher: Dispatcher) -> Self {
+        Self {
+            store,
+            dispatcher,
+            host_locks: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    fn host_lock(&self, mount: &str, host: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let key = model::host_key(mount, host);
+        match self.host_locks.lock() {
+            Ok(mut locks) => locks.entry(key).or_default().clone(),
+            Err(_) => Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+
+    fn host_spec(config: &OsConfig, host: &HostRecord) -> HostSpec {
+        let host_key = match (&host.ssh_host_key, config.ssh_host_key_trust_on_first_use) {
+            (Some(pinned), _) => HostKeyRule::Pinned(pinned.clone()),
+            (None, true) => HostKeyRule::TrustOnFirstUse {
+                known: host.trusted_host_key.clone(),
+            },
+            (None, false) => match &host.trusted_host_key {
+                // A key recorded while TOFU was on stays binding after TOFU is turned off.
+                Some(known) => HostKeyRule::Pinned(known.clone()),
+                None => HostKeyRule::Reject,
+            },
+        };
+        HostSpec {
+            name: host.name.clone(),
+            address: host.address.clone(),
+            port: host.port,
+            host_key,
+            connect_timeout_ms: config.connect_timeout_secs * 1000,
+            step_timeout_ms: config.step_timeout_secs * 1000,
+            passwd_prompts_json: host.passwd_prompts_json.clone(),
+        }
+    }
+
+    fn target(host: &HostRecord) -> Result<JobTarget, ApiError> {
+        match (host.connection, &host.agent, &host.site) {
+            (Connection::Local, Some(agent), _) => AgentId::new(agent.clone())
+                .map(JobTarget::Agent)
+                .map_err(|error| {
+                    ApiError::bad_request(format!("host {}: agent id: {error}", host.name))
+                }),
+            (Connection::Ssh, _, Some(site)) => Ok(JobTarget::Site(site.clone())),
+            _ => Err(ApiError::bad_request(format!(
+                "host {} names no site (connection=ssh) or no agent (connection=local)",
+                host.name
+            ))),
+        }
+    }
+
+    async fn run(
+        &self,
+        host: &HostRecord,
+        job: OsJob,
+        deadline: Duration,
+    ) -> Result<JobEnd, ApiError> {
+        let target = Self::target(host)?;
+        let result = self
+            .dispatcher
+            .submit(&target, JobId::generate(), JobKind::Os(job), deadline)
+            .await;
+        Ok(match result {
+            Ok((_, outcome)) => JobEnd::Answered(outcome),
+            Err(error @ DispatchError::OutcomeUnknown { .. }) => JobEnd::Unknown(error.to_string()),
+            Err(error) => JobEnd::NotRun(format!("host {}: {error}", host.name)),
+        })
+    }
+
+    fn remember_host_key(&self, mount: &str, host: &HostRecord, outcome: &JobEnd) {
+        let observed: Option<&HostKeyObserved> = match outcome {
+            JobEnd::Answered(JobOutcome::Os(OsOutcome::Login { host_key, .. }))
+            | JobEnd::Answered(JobOutcome::Os(OsOutcome::Rotated { host_key, .. })) => {
+                host_key.as_ref()
+            }
+            _ => None,
+        };
+        if let Some(observed) = observed
+            && host.ssh_host_key.is_none()
+            && host.trusted_host_key.is_none()
+        {
+            match model::record_trusted_host_key(&self.store, mount, &host.name, &observed.openssh)
+            {
+                Ok(()) => tracing::info!(host = %host.name, fingerprint = %observed.fingerprint,
+                    "trusted the host key offered at first contact"),
+                Err(error) => {
+                    tracing::error!(host = %host.name, %error, "cannot record the host key")
+                }
+            }
+        }
+    }
+
+    /// Logs in with `password` (account creation with verify_connection=true).
+    pub async fn check_login(
+        &self,
+        mount: &str,
+        host: &HostRecord,
+        username: &str,
+        password: &Password,
+    ) -> Result<(), ApiError> {
+        let config = model::read_config(&self.store, mount)?;
+        let job = OsJob::VerifyLogin {
+            host: Self::host_spec(&config, host),
+            username: username.to_string(),
+            candidates: vec![password.clone()],
+        };
+        let end = self
+            .run(
+                host,
+                job,
+                Duration::from_secs(config.connect_timeout_secs + config.step_timeout_secs * 2),
+            )
+            .await?;
+        self.remember_host_key(mount, host, &end);
+        match end {
+            JobEnd::Answered(JobOutcome::Os(OsOutcome::Login {
+                accepted: Some(0), ..
+            })) => Ok(()),
+            JobEnd::Answered(JobOutcome::Os(OsOutcome::Login { .. })) => {
+                Err(ApiError::bad_request(format!(
+                    "cannot log in as {username} on host {} ({}:{}) with the given password; check it, or set verify_connection=false to defer the first contact",
+                    host.name, host.address, host.port
+                )))
+            }
+            JobEnd::Answered(JobOutcome::Failed(failure)) => Err(ApiError::bad_request(format!(
+                "verifying the connection failed: {}",
+                failure.message
+            ))),
+            JobEnd::Answered(_) => Err(ApiError::internal("unexpected answer to a login check")),
+            JobEnd::NotRun(reason) | JobEnd::Unknown(reason) => {
+                Err(ApiError::bad_request(format!(
+                    "verifying the connection failed: {reason}; or set verify_connection=false to defer the first contact"
+                )))
+            }
+        }
+    }
+
+    /// Rotates one account (through its parent when it has one).
+    pub async fn rotate_account(
+        &self,
+        mount: &str,
+        host_name: &str,
+        account_name: &str,
+    ) -> Result<AccountReport, ApiError> {
+        let lock = self.host_lock(mount, host_name);
+        let _guard = lock.lock().await;
+        let (host, account) = self.load(mount, host_name, account_name)?;
+        let reports = match &account.parent_ref {
+            Some(parent_name) => {
+                let (_, parent) = self.load(mount, host_name, parent_name)?;
+                self.rotate_batch(mount, &host, Some(&parent), vec![account])
+                    .await?
+            }
+            None => self.rotate_batch(mount, &host, None, vec![account]).await?,
+        };
+        reports
+            .into_iter()
+            .next()
+            .ok_or_else(|| ApiError::internal("rotation produced no report"))
+    }
+
+    /// Rotates every account of a host: children of one parent in one job each parent, then
+    /// the accounts without a parent one by one.
+    pub async fn rotate_host(
+        &self,
+        mount: &str,
+        host_name: &str,
+    ) -> Result<Vec<AccountReport>, ApiError> {
+        self.rotate_accounts(mount, host_name, None).await
+    }
+
+    /// Rotates the named accounts of a host (all when `only` is None), batched per parent.
+    pub async fn rotate_accounts(
+        &self,
+        mount: &str,
+        host_name: &str,
+        only: Option<&[String]>,
+    ) -> Result<Vec<AccountReport>, ApiError> {
+        let lock = self.host_lock(mount, host_name);
+        let _guard = lock.lock().await;
+        let host = model::get_host(&self.store, mount, host_name)?
+            .ok_or_else(|| ApiError::not_found(format!("host {host_name} does not exist")))?;
+        let accounts: Vec<AccountRecord> = model::list_accounts(&self.store, mount, host_name)?
+            .into_iter()
+            .filter(|account| only.is_none_or(|names| names.contains(&account.name)))
+            .collect();
+        let mut by_parent: HashMap<String, Vec<AccountRecord>> = HashMap::new();
+        let mut standalone = Vec::new();
+        for account in accounts {
+            match &account.parent_ref {
+                Some(parent) => by_parent.entry(parent.clone()).or_default().push(account),
+                None => standalone.push(account),
+            }
+        }
+        let mut reports = Vec::new();
+        let mut parents: Vec<String> = by_parent.keys().cloned().collect();
+        parents.sort();
+        for parent_name in parents {
+            let children = by_parent.remove(&parent_name).unwrap_or_default();
+            let (_, parent) = self.load(mount, host_name, &parent_name)?;
+            reports.extend(
+                self.rotate_batch(mount, &host, Some(&parent), children)
+                    .await?,
+            );
+        }
+        for account in standalone {
+            reports.extend(self.rotate_batch(mount, &host, None, vec![account]).await?);
+        }
+        Ok(reports)
+    }
+
+    fn load(
+        &self,
+        mount: &str,
+        host_name: &str,
+        account_name: &str,
+    ) -> Result<(HostRecord, AccountRecord), ApiError> {
+        let host = model::get_host(&self.store, mount, host_name)?
+            .ok_or_else(|| ApiError::not_found(format!("host {host_name} does not exist")))?;
+        let account =
+            model::get_account(&self.store, mount, host_name, account_name)?.ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "account {account_name} does not exist on host {host_name}"
+                ))
+            })?;
+        Ok((host, account))
+    }
+
+    /// One rotation attempt for a batch (all children of `parent`, or one account alone).
+    /// The caller holds the host lock.
+    async fn rotate_batch(
+        &self,
+        mount: &str,
+        host: &HostRecord,
+        parent: Option<&AccountRecord>,
+        accounts: Vec<AccountRecord>,
+    ) -> Result<Vec<AccountReport>, ApiError> {
+        let config = model::read_config(&self.store, mount)?;
+        let job_id = JobId::generate().to_string();
+        // Fresh candidates every attempt: a retry never replays a password a host refused.
+        let candidates: Vec<(String, Password)> = accounts
+            .iter()
+            .map(|account| {
+                (
+                    account.name.clone(),
+                    password::generate(config.password_length),
+                )
+            })
+            .collect();
+        model::record_pending_candidates(&self.store, mount, &host.name, &job_id, &candidates)?;
+        let by_name: HashMap<&str, &AccountRecord> =
+            accounts.iter().map(|a| (a.name.as_str(), a)).collect();
+        let changes: Vec<AccountChange> = candidates
+            .iter()
+            .filter_map(|(name, candidate)| {
+                by_name.get(name.as_str()).map(|account| AccountChange {
+                    username: account.username.clone(),
+                    new_password: candidate.clone(),
+                })
+            })
+            .collect();
+        let spec = Self::host_spec(&config, host);
+        let job = match (host.connection, parent) {
+            (Connection::Local, _) => OsJob::RotateLocal {
+                command: host.chpasswd_command.clone(),
+                changes,
+            },
+            (Connection::Ssh, Some(parent)) => OsJob::RotateWithParent {
+                host: spec,
+                parent_username: parent.username.clone(),
+                parent_password: model::current_password(&self.store, mount, parent)?,
+                command: host.chpasswd_command.clone(),
+                changes,
+            },
+            (Connection::Ssh, None) => {
+                let account = accounts
+                    .first()
+                    .ok_or_else(|| ApiError::internal("empty rotation batch"))?;
+                OsJob::RotateSelf {
+                    host: spec,
+                    username: account.username.clone(),
+                    current_password: model::current_password(&self.store, mount, account)?,
+                    new_password: changes
+                        .into_iter()
+                        .next()
+                        .map(|change| change.new_password)
+                        .ok_or_else(|| ApiError::internal("empty rotation batch"))?,
+                }
+            }
+        };
+        let end = self
+            .run(
+                host,
+                job,
+                Duration::from_secs(config.rotation_deadline_secs),
+            )
+            .await?;
+        self.remember_host_key(mount, host, &end);
+        // Decisions speak of usernames; map them back to account names.
+        let username_batch: Vec<(String, Password)> = candidates
+            .iter()
+            .filter_map(|(name, candidate)| {
+                by_name
+                    .get(name.as_str())
+                    .map(|a| (a.username.clone(), candidate.clone()))
+            })
+            .collect();
+        let decisions = rotation::decide_after_rotation(end, username_batch);
+        let mut reports = Vec::new();
+        for (username, decision) in decisions {
+            let Some(account) = accounts.iter().find(|a| a.username == username) else {
+                continue;
+            };
+            reports.push(self.apply(mount, host, account, decision).await?);
+        }
+        Ok(reports)
+    }
+
+    async fn apply(
+        &self,
+        mount: &str,
+        host: &HostRecord,
+        account: &AccountRecord,
+        decision: Decision,
+    ) -> Result<AccountReport, ApiError> {
+        match decision {
+            Decision::Commit(proof) => {
+                let version =
+                    model::commit_confirmed(&self.store, mount, &host.name, &account.name, proof)?;
+                tracing::info!(host = %host.name, account = %account.name, version, "password rotated");
+                Ok(AccountReport {
+                    account: account.name.clone(),
+                    committed_version: Some(version),
+                    status: AccountStatus::InSync,
+                    error: None,
+                })
+            }
+            Decision::Drop { reason } => {
+                let retry = retry_backoff_secs(account.failed_attempts);
+                model::drop_pending(
+                    &self.store,
+                    mount,
+                    &host.name,
+                    &account.name,
+                    Some(reason.clone()),
+                    Some(retry),
+                )?;
+                tracing::warn!(host = %host.name, account = %account.name, %reason, "rotation failed; nothing changed on the host");
+                Ok(AccountReport {
+                    account: account.name.clone(),
+                    committed_version: None,
+                    status: AccountStatus::InSync,
+                    error: Some(reason),
+                })
+            }
+            Decision::Verify { detail } => {
+                model::mark_verifying(&self.store, mount, &host.name, &account.name, &detail)?;
+                tracing::warn!(host = %host.name, account = %account.name, %detail, "rotation outcome unknown; verifying by login");
+                self.verify_pending_locked(mount, &host.name, &account.name)
+                    .await
+            }
+        }
+    }
+
+    /// Resolves an account's pending candidate by logging in with it, then with the current
+    /// password. The caller holds the host lock.
+    async fn verify_pending_locked(
+        &self,
+        mount: &str,
+        host_name: &str,
+        account_name: &str,
+    ) -> Result<AccountReport, ApiError> {
+        let (host, account) = self.load(mount, host_name, account_name)?;
+        let Some(candidate) = model::pending_candidate(&self.store, mount, &account)? else {
+            return Ok(AccountReport {
+                account: account.name.clone(),
+                committed_version: None,
+                status: account.status,
+                error: None,
+            });
+        };
+        let current = model::current_password(&self.store, mount, &account)?;
+        let config = model::read_config(&self.store, mount)?;
+        let job = OsJob::VerifyLogin {
+            host: Self::host_spec(&config, &host),
+            username: account.username.clone(),
+            candidates: vec![candidate.clone(), current],
+        };
+        let end = self
+            .run(
+                &host,
+                job,
+                Duration::from_secs(config.connect_timeout_secs + config.step_timeout_secs * 3),
+            )
+            .await?;
+        match rotation::decide_after_verification(end, candidate) {
+            Verified::Candidate(proof) => {
+                let version =
+                    model::commit_confirmed(&self.store, mount, host_name, account_name, proof)?;
+                tracing::info!(host = %host_name, account = %account_name, version, "verification: the new password is on the host; committed");
+                Ok(AccountReport {
+                    account: account_name.to_string(),
+                    committed_version: Some(version),
+                    status: AccountStatus::InSync,
+                    error: None,
+                })
+            }
+            Verified::Current => {
+                let reason =
+                    "the change did not happen (the current password still logs in)".to_string();
+                model::drop_pending(
+                    &self.store,
+                    mount,
+                    host_name,
+                    account_name,
+                    Some(reason.clone()),
+                    Some(retry_backoff_secs(account.failed_attempts)),
+                )?;
+                tracing::warn!(host = %host_name, account = %account_name, "verification: the host kept the current password");
+                Ok(AccountReport {
+                    account: account_name.to_string(),
+                    committed_version: None,
+                    status: AccountStatus::InSync,
+                    error: Some(reason),
+                })
+            }
+            Verified::Neither => {
+                let detail = format!(
+                    "OUT OF SYNC: neither the new nor the current password logs in as {} on host {}; reconcile through a parent or reset the password",
+                    account.username, host_name
+                );
+                model::mark_out_of_sync(&self.store, mount, host_name, account_name, &detail)?;
+                tracing::error!(host = %host_name, account = %account_name, "{detail}");
+                Ok(AccountReport {
+                    account: account_name.to_string(),
+                    committed_version: None,
+                    status: AccountStatus::OutOfSync,
+                    error: Some(detail),
+                })
+            }
+            Verified::Inconclusive(reason) => {
+                let detail = format!("verification pending: {reason}");
+                model::mark_verifying(&self.store, mount, host_name, account_name, &detail)?;
+                tracing::warn!(host = %host_name, account = %account_name, %reason, "verification could not run; will retry");
+                Ok(AccountReport {
+                    account: account_name.to_string(),
+                    committed_version: None,
+                    status: AccountStatus::Verifying,
+                    error: Some(detail),
+                })
+            }
+        }
+    }
+
+    /// Resolves every pending candidate of a mount (after a controller restart, or later
+    /// while some stay inconclusive).
+    pub async fn recover_pending(&self, mount: &str) -> Result<usize, ApiError> {
+        let pending = model::accounts_with_pending(&self.store, mount)?;
+        let mut resolved = 0;
+        for account in pending {
+            let lock = self.host_lock(mount, &account.host);
+            let _guard = lock.lock().await;
+            let report = self
+                .verify_pending_locked(mount, &account.host, &account.name)
+                .await?;
+            if report.status != AccountStatus::Verifying {
+                resolved += 1;
+            }
+        }
+        Ok(resolved)
+    }
+
+    /// `…/verify`: does the known password still log in? Changes nothing on the host.
+    pub async fn verify_current(
+        &self,
+        mount: &str,
+        host_name: &str,
+        account_name: &str,
+    ) -> Result<bool, ApiError> {
+        let lock = self.host_lock(mount, host_name);
+        let _guard = lock.lock().await;
+        let (host, account) = self.load(mount, host_name, account_name)?;
+        if account.pending.is_some() {
+            return Err(ApiError::bad_request(format!(
+                "account {account_name} has a rotation in flight; verify when it is done"
+            )));
+        }
+        let current = model::current_password(&self.store, mount, &account)?;
+        let config = model::read_config(&self.store, mount)?;
+        let job = OsJob::VerifyLogin {
+            host: Self::host_spec(&config, &host),
+            username: account.username.clone(),
+            candidates: vec![current],
+        };
+        let end = self
+            .run(
+                &host,
+                job,
+                Duration::from_secs(config.connect_timeout_secs + config.step_timeout_secs * 2),
+            )
+            .await?;
+        self.remember_host_key(mount, &host, &end);
+        match end {
+            JobEnd::Answered(JobOutcome::Os(OsOutcome::Login {
+                accepted: Some(0), ..
+            })) => {
+                if account.status == AccountStatus::OutOfSync {
+                    model::drop_pending(&self.store, mount, host_name, account_name, None, None)?;
+                }
+                Ok(true)
+            }
+            JobEnd::Answered(JobOutcome::Os(OsOutcome::Login { .. })) => {
+                let detail = format!(
+                    "OUT OF SYNC: the known password of {} no longer logs in on host {host_name} (changed outside Rotor?)",
+                    account.username
+                );
+                model::mark_out_of_sync(&self.store, mount, host_name, account_name, &detail)?;
+                tracing::error!(host = %host_name, account = %account_name, "{detail}");
+                if account.auto_reconcile && account.parent_ref.is_some() {
+                    drop(_guard);
+                    self.reconcile(mount, host_name, account_name).await?;
+                }
+                Ok(false)
+            }
+            JobEnd::Answered(JobOutcome::Failed(failure)) => Err(ApiError::bad_request(format!(
+                "cannot verify {account_name} on host {host_name}: {}",
+                failure.message
+            ))),
+            JobEnd::Answered(_) => Err(ApiError::internal("unexpected answer to a login check")),
+            JobEnd::NotRun(reason) | JobEnd::Unknown(reason) => Err(ApiError::bad_request(
+                format!("cannot verify {account_name} on host {host_name}: {reason}"),
+            )),
+        }
+    }
+
+    /// Sets a fresh password through the parent (the account's own password is not needed)
+    /// and commits it: the way back from `out_of_sync`.
+    pub async fn reconcile(
+        &self,
+        mount: &str,
+        host_name: &str,
+        account_name: &str,
+    ) -> Result<AccountReport, ApiError> {
+        let (_, account) = self.load(mount, host_name, account_name)?;
+        if account.parent_ref.is_none() {
+            return Err(ApiError::bad_request(format!(
+                "account {account_name} has no parent_ref, so Rotor cannot set its password without knowing it; reset it with the right password instead"
+            )));
+        }
+        self.rotate_account(mount, host_name, account_name).await
+    }
+}

@@ -1,0 +1,922 @@
+//! The OS engine's path table: config, hosts, accounts, creds, rotate, versions, restore,
+//! reset, verify, reconcile, as the reference's OS engine lays them out.
+//!
+//! Owns input validation for these paths (400s that name the field) and rendering answers.
+//! Rotation work is the driver's; record changes are the model's.
+
+use std::sync::LazyLock;
+
+use rotor_common::secret::Password;
+use serde_json::{Map, Value, json};
+
+use super::model::{self, AccountRecord, AccountStatus, Connection, HostRecord};
+use crate::api::paths::{Field, FieldKind, HandlerFuture, Operation, PathSpec, Request};
+use crate::api::{ApiError, ApiResponse, AppState};
+use crate::data_map;
+use crate::store::Table;
+use crate::tokens::now_unix;
+
+const ACCOUNT_FIELDS: &[Field] = &[
+    Field::new(
+        "username",
+        FieldKind::String,
+        "the Linux account name on the host",
+    ),
+    Field::new(
+        "password",
+        FieldKind::String,
+        "the account's current password",
+    )
+    .sensitive(),
+    Field::new(
+        "parent_ref",
+        FieldKind::String,
+        "an account of the same host that rotates this one with sudo chpasswd",
+    ),
+    Field::new(
+        "verify_connection",
+        FieldKind::Bool,
+        "log in with the credentials before saving (default true)",
+    ),
+    Field::new(
+        "disable_automated_rotation",
+        FieldKind::Bool,
+        "never rotate on a schedule",
+    ),
+    Field::new("rotation_period", FieldKind::Duration, "rotate this often"),
+    Field::new(
+        "rotation_schedule",
+        FieldKind::String,
+        "rotate on this cron schedule",
+    ),
+    Field::new(
+        "rotation_window",
+        FieldKind::Duration,
+        "how late a scheduled rotation may still start",
+    ),
+    Field::new(
+        "auto_reconcile",
+        FieldKind::Bool,
+        "when found out of sync, set a fresh password through the parent",
+    ),
+];
+
+const HOST_FIELDS: &[Field] = &[
+    Field::new(
+        "address",
+        FieldKind::String,
+        "DNS name or IP address the site's agent connects to",
+    ),
+    Field::new("port", FieldKind::Int, "SSH port (default 22)"),
+    Field::new(
+        "ssh_host_key",
+        FieldKind::String,
+        "the host's SSH public key, OpenSSH format (ssh-keyscan output without the host name)",
+    ),
+    Field::new(
+        "site",
+        FieldKind::String,
+        "the site whose agents can reach this host",
+    ),
+    Field::new(
+        "connection",
+        FieldKind::String,
+        "ssh (default) or local (an agent on the host itself)",
+    ),
+    Field::new(
+        "agent",
+        FieldKind::String,
+        "with connection=local: the id of the agent on this host",
+    ),
+    Field::new(
+        "chpasswd_command",
+        FieldKind::String,
+        "what a parent runs under sudo -n (default /usr/sbin/chpasswd)",
+    ),
+    Field::new(
+        "passwd_prompts",
+        FieldKind::String,
+        "JSON overriding passwd's prompts on this host",
+    ),
+];
+
+const CONFIG_FIELDS: &[Field] = &[
+    Field::new(
+        "ssh_host_key_trust_on_first_use",
+        FieldKind::Bool,
+        "trust and record the key a host offers at first contact",
+    ),
+    Field::new(
+        "connect_timeout",
+        FieldKind::Duration,
+        "bound on connecting to a host (default 10s)",
+    ),
+    Field::new(
+        "step_timeout",
+        FieldKind::Duration,
+        "bound on each step on a host (default 30s)",
+    ),
+    Field::new(
+        "rotation_deadline",
+        FieldKind::Duration,
+        "bound on a whole rotation job (default 120s)",
+    ),
+    Field::new(
+        "password_length",
+        FieldKind::Int,
+        "length of generated passwords (default 24)",
+    ),
+];
+
+const RESET_FIELDS: &[Field] = &[Field::new(
+    "password",
+    FieldKind::String,
+    "the password the host really has",
+)
+.required()
+.sensitive()];
+
+static PATHS: LazyLock<Vec<PathSpec>> = LazyLock::new(|| {
+    let spec = |pattern, synopsis, fields, operations| PathSpec {
+        pattern,
+        synopsis,
+        fields,
+        operations,
+        unauthenticated: false,
+    };
+    vec![
+        spec(
+            "config",
+            "Engine settings.",
+            CONFIG_FIELDS,
+            vec![
+                (Operation::Read, read_config as fn(_, _) -> _),
+                (Operation::Write, write_config),
+            ],
+        ),
+        spec(
+            "hosts",
+            "Lists hosts.",
+            &[],
+            vec![(Operation::List, list_hosts)],
+        ),
+        spec(
+            "hosts/{host}",
+            "Creates, reads, updates or deletes a host.",
+            HOST_FIELDS,
+            vec![
+                (Operation::Read, read_host),
+                (Operation::Write, write_host),
+                (Operation::Delete, delete_host),
+            ],
+        ),
+        spec(
+            "hosts/{host}/rotate",
+            "Rotates every account of the host (children of one parent in one job).",
+            &[],
+            vec![(Operation::Write, rotate_host)],
+        ),
+        spec(
+            "hosts/{host}/accounts",
+            "Lists a host's accounts.",
+            &[],
+            vec![(Operation::List, list_accounts)],
+        ),
+        spec(
+            "hosts/{host}/accounts/{account}",
+            "Creates, reads, updates or deletes an account.",
+            ACCOUNT_FIELDS,
+            vec![
+                (Operation::Read, read_account),
+                (Operation::Write, write_account),
+                (Operation::Delete, delete_account),
+            ],
+        ),
+        spec(
+            "hosts/{host}/accounts/{account}/creds",
+            "The account's current credentials.",
+            &[],
+            vec![(Operation::Read, read_creds)],
+        ),
+        spec(
+            "hosts/{host}/accounts/{account}/rotate",
+            "Rotates the account's password on the host now.",
+            &[],
+            vec![(Operation::Write, rotate_account)],
+        ),
+        spec(
+            "hosts/{host}/accounts/{account}/versions",
+            "Versions of the account's password.",
+            &[],
+            vec![
+                (Operation::Read, read_versions),
+                (Operation::Write, read_versions),
+            ],
+        ),
+        spec(
+            "hosts/{host}/accounts/{account}/versions/{version}/restore",
+            "Makes a past version current again (the host is not changed).",
+            &[],
+            vec![(Operation::Write, restore_version)],
+        ),
+        spec(
+            "hosts/{host}/accounts/{account}/reset",
+            "Sets the password Rotor knows (the host is not changed).",
+            RESET_FIELDS,
+            vec![(Operation::Write, reset)],
+        ),
+        spec(
+            "hosts/{host}/accounts/{account}/verify",
+            "Checks that the known password still logs in; changes nothing.",
+            &[],
+            vec![(Operation::Write, verify)],
+        ),
+        spec(
+            "hosts/{host}/accounts/{account}/reconcile",
+            "Sets a fresh password through the parent and commits it.",
+            &[],
+            vec![(Operation::Write, reconcile)],
+        ),
+    ]
+});
+
+pub fn paths() -> &'static [PathSpec] {
+    &PATHS
+}
+
+fn rfc3339(unix: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix))
+        .to_string()
+}
+
+fn valid_name(kind: &str, name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "{kind} name '{name}' is invalid: use letters, digits, '-', '_' and '.'"
+        )))
+    }
+}
+
+/// Linux account names as Rotor accepts them: `^[a-z_][a-z0-9_.-]{0,31}$`.
+pub fn valid_username(username: &str) -> bool {
+    let mut chars = username.chars();
+    match chars.next() {
+        Some(first) if first.is_ascii_lowercase() || first == '_' => {}
+        _ => return false,
+    }
+    username.len() <= 32
+        && chars
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-'))
+}
+
+fn read_config(state: AppState, request: Request) -> HandlerFuture {
+    Box::pin(async move {
+        let config = model::read_config(&state.store, &request.mount)?;
+        Ok(ApiResponse::data(data_map! {
+            "ssh_host_key_trust_on_first_use" => config.ssh_host_key_trust_on_first_use,
+            "connect_timeout" => config.connect_timeout_secs,
+            "step_timeout" => config.step_timeout_secs,
+            "rotation_deadline" => config.rotation_deadline_secs,
+            "password_length" => config.password_length,
+        }))
+    })
+}
+
+fn write_config(state: AppState, request: Request) -> HandlerFuture {
+    Box::pin(async move {
+        let mut config = model::read_config(&state.store, &request.mount)?;
+        if let Some(flag) = request.bool("ssh_host_key_trust_on_first_use")? {
+            config.ssh_host_key_trust_on_first_use = flag;
+        }
+        let bounded = |field: &str,
+                       value: Option<std::time::Duration>,
+                       max: u64|
+         -> Result<Option<u64>, ApiError> {
+            match value {
+                Some(duration) if duration.as_secs() == 0 || duration.as_secs() > max => Err(
+                    ApiError::bad_request(format!("field '{field}' must be between 1s and {max}s")),
+                ),
+                other => Ok(other.map(|d| d.as_secs())),
+            }
+        };
+        if let Some(secs) = bounded("connect_timeout", request.duration("connect_timeout")?, 300)? {
+            config.connect_timeout_secs = secs;
+        }
+        if let Some(secs) = bounded("step_timeout", request.duration("step_timeout")?, 600)? {
+            config.step_timeout_secs = secs;
+        }
+        if let Some(secs) = bounded(
+            "rotation_deadline",
+            request.duration("rotation_deadline")?,
+            3600,
+        )? {
+            config.rotation_deadline_secs = secs;
+        }
+        if let Some(length) = request.int("password_length")? {
+            if !(8..=128).contains(&length) {
+                return Err(ApiError::bad_request(
+                    "field 'password_length' must be between 8 and 128",
+                ));
+            }
+            config.password_length = length as usize;
+        }
+        model::write_config(&state.store, &request.mount, &config)?;
+        Ok(ApiResponse::empty())
+    })
+}
+
+fn list_hosts(state: AppState, request: Request) -> HandlerFuture {
+    Box::pin(async move {
+        let hosts = state
+            .store
+            .scan::<HostRecord>(Table::Hosts, &request.mount)?;
+        let keys = hosts.into_iter().map(|(_, host)| host.name).collect();
+        Ok(ApiResponse::keys(keys))
+    })
+}
+
+fn host_json(host: &HostRecord) -> Map<String, Value> {
+    data_map! {
+        "address" => host.address,
+        "port" => host.port,
+        "ssh_host_key" => host.ssh_host_key,
+        "trusted_host_key" => host.trusted_host_key,
+        "site" => host.site,
+        "connection" => match host.connection { Connection::Ssh => "ssh", Connection::Local => "local" },
+        "agent" => host.agent,
+        "chpasswd_command" => host.chpasswd_command,
+        "passwd_prompts" => host.passwd_prompts_json,
+    }
+}
+
+fn read_host(state: AppState, request: Request) -> HandlerFuture {
+    Box::pin(async move {
+        let name = request.param("host");
+        let host = model::get_host(&state.store, &request.mount, name)?
+            .ok_or_else(|| ApiError::not_found(format!("host {name} does not exist")))?;
+        Ok(ApiResponse::data(host_json(&host)))
+    })
+}
+
+fn write_host(state: AppState, request: Request) -> HandlerFuture {
+    Box::pin(async move {
+        let name = request.param("host").to_string();
+        valid_name("host", &name)?;
+        let existing = model::get_host(&state.store, &request.mount, &name)?;
+        let mut host = existing.clone().unwrap_or(HostRecord {
+            name: name.clone(),
+            address: String::new(),
+            port: 22,
+            ssh_host_key: None,
+            trusted_host_key: None,
+            site: None,
+            connection: Connection::Ssh,
+            agent: None,
+            chpasswd_command: "/usr/sbin/chpasswd".into(),
+            passwd_prompts_json: None,
+            created_unix: now_unix(),
+        });
+        if let Some(address) = request.string("address")? {
+            host.address = address;
+        }
+        if host.address.trim().is_empty() {
+            return Err(ApiError::bad_request(
+                "missing required field 'address': the host's DNS name or IP address",
+            ));
+        }
+        if let Some(port) = request.int("port")? {
+            host.port = u16::try_from(port)
+                .ok()
+                .filter(|port| *port > 0)
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("field 'port': {port} is out of range (1-65535)"))
+                })?;
+        }
+        if let Some(key) = request.string("ssh_host_key")? {
+            let key = key.trim().to_string();
+            if key.is_empty() {
+                host.ssh_host_key = None;
+            } else {
+                let mut parts = key.split_whitespace();
+                let algorithm = parts.next().unwrap_or("");
+                let body = parts.next().unwrap_or("");
+                if !(algorithm.starts_with("ssh-") || algorithm.starts_with("ecdsa-"))
+                    || body.len() < 16
+                {
+                    return Err(ApiError::bad_request(
+                        "field 'ssh_host_key': expected an OpenSSH public key such as 'ssh-ed25519 AAAA…' (ssh-keyscan output without the host name)",
+                    ));
+                }
+                host.ssh_host_key = Some(key);
+            }
+        }
+        if let Some(site) = request.string("site")? {
+            host.site = Some(site).filter(|s| !s.is_empty());
+        }
+        if let Some(connection) = request.string("connection")? {
+            host.connection = match connection.as_str() {
+                "ssh" => Connection::Ssh,
+                "local" => Connection::Local,
+                other => {
+                    return Err(ApiError::bad_request(format!(
+                        "field 'connection': '{other}' is not ssh or local"
+                    )));
+                }
+            };
+        }
+        if let Some(agent) = request.string("agent")? {
+            host.agent = Some(agent).filter(|a| !a.is_empty());
+        }
+        if let Some(command) = request.string("chpasswd_command")? {
+            if !command.starts_with('/') || command.contains(char::is_whitespace) {
+                return Err(ApiError::bad_request(
+                    "field 'chpasswd_command' must be an absolute path without spaces",
+                ));
+            }
+            host.chpasswd_command = command;
+        }
+        if let Some(prompts) = request.string("passwd_prompts")? {
+            if prompts.is_empty() {
+                host.passwd_prompts_json = None;
+            } else {
+                serde_json::from_str::<Value>(&prompts)
+                    .ok()
+                    .filter(Value::is_object)
+                    .ok_or_else(|| {
+                        ApiError::bad_request("field 'passwd_prompts' must be a JSON object")
+                    })?;
+                host.passwd_prompts_json = Some(prompts);
+            }
+        }
+        match host.connection {
+            Connection::Ssh if host.site.is_none() => {
+                return Err(ApiError::bad_request(
+                    "missing field 'site': which site's agents can reach this host",
+                ));
+            }
+            Connection::Local if host.agent.is_none() => {
+                return Err(ApiError::bad_request(
+                    "field 'agent' is required with connection=local: the id of the agent on this host",
+                ));
+            }
+            _ => {}
+        }
+        let key = model::host_key(&request.mount, &name);
+        state.store.write(|tx| tx.put(Table::Hosts, &key, &host))?;
+        Ok(ApiResponse::empty())
+    })
+}
+
+fn delete_host(state: AppState, request: Request) -> HandlerFuture {
+    Box::pin(async move {
+        let name = request.param("host").to_string();
+        let accounts = model::list_accounts(&state.store, &request.mount, &name)?;
+        if !accounts.is_empty() {
+            let names: Vec<String> = accounts.into_iter().map(|a| a.name).collect();
+            return Err(ApiError::bad_request(format!(
+                "host {name} still has accounts ({}); delete them first",
+                names.join(", ")
+            )));
+        }
+        let key = model::host_key(&request.mount, &name);
+        state.store.write(|tx| tx.delete(Table::Hosts, &key))?;
+        Ok(ApiResponse::empty())
+    })
+}
+
+fn load_host(state: &AppState, request: &Request) -> Result<HostRecord, ApiError> {
+    let name = request.param("host");
+    model::get_host(&state.store, &request.mount, name)?
+        .ok_or_else(|| ApiError::not_found(format!("host {name} does not exist")))
+}
+
+fn load_account(state: &AppState, request: &Request) -> Result<AccountRecord, ApiError> {
+    let host = request.param("host");
+    let name = request.param("account");
+    model::get_account(&state.store, &request.mount, host, name)?
+        .ok_or_else(|| ApiError::not_found(format!("account {name} does not exist on host {host}")))
+}
+
+fn list_accounts(state: AppState, request: Request) -> HandlerFuture {
+    Box::pin(async move {
+        load_host(&state, &request)?;
+        let accounts = model::list_accounts(&state.store, &request.mount, request.param("host"))?;
+        Ok(ApiResponse::keys(
+            accounts.into_iter().map(|a| a.name).collect(),
+        ))
+    })
+}
+
+fn account_json(account: &AccountRecord) -> Map<String, Value> {
+    data_map! {
+        "username" => account.username,
+        "parent_ref" => account.parent_ref,
+        "verify_connection" => account.verify_connection,
+        "disable_automated_rotation" => account.disable_automated_rotation,
+        "rotation_period" => account.rotation_period_secs,
+        "rotation_schedule" => account.rotation_schedule,
+        "rotation_window" => account.rotation_window_secs,
+        "auto_reconcile" => account.auto_reconcile,
+        "lazy_rotation" => account.lazy_rotation,
+        "next_vault_rotation" => crate::scheduler::next_rotation(account).map(rfc3339),
+        "current_version" => account.current_version,
+        "status" => account.status.name(),
+        "out_of_sync" => account.status == AccountStatus::OutOfSync,
+        "status_detail" => account.status_detail,
+        "last_error" => account.last_error,
+        "last_vault_rotation" => account.last_vault_rotation_unix.map(rfc3339),
+        "retry_after" => account.retry_after_unix.map(rfc3339),
+    }
+}
+
+fn read_account(state: AppState, request: Request) -> HandlerFuture {
+    Box::pin(async move {
+        let account = load_account(&state, &request)?;
+        Ok(ApiResponse::data(account_json(&account)))
+    })
+}
+
+/// Follows parent links from `start`; refuses a cycle or a missing parent.
+fn check_parent_chain(
+    state: &AppState,
+    mount: &str,
+    host: &str,
+    account: &str,
+    parent: &str,
+) -> Result<(), ApiError> {
+    let mut seen = vec![account.to_string()];
+    let mut next = Some(parent.to_string());
+    while let Some(name) = next {
+        if seen.contains(&name) {
+            seen.push(name);
+            return Err(ApiError::bad_request(format!(
+                "field 'parent_ref': parent chain forms a cycle ({})",
+                seen.join(" -> ")
+            )));
+        }
+        let record = model::get_account(&state.store, mount, host, &name)?.ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "field 'parent_ref': no account '{name}' on host {host}; create the parent account first"
+            ))
+        })?;
+        seen.push(name);
+        next = record.parent_ref;
+    }
+    Ok(())
+}
+
+fn write_account(state: AppState, request: Request) -> HandlerFuture {
+    Box::pin(async move {
+        let mount = request.mount.clone();
+        let host = load_host(&state, &request)?;
+        let name = request.param("account").to_string();
+        valid_name("account", &name)?;
+        let existing = model::get_account(&state.store, &mount, &host.name, &name)?;
+        let mut account = existing.clone().unwrap_or(AccountRecord {
+            host: host.name.clone(),
+            name: name.clone(),
+            username: String::new(),
+            parent_ref: None,
+            verify_connection: true,
+            disable_automated_rotation: false,
+            rotation_period_secs: None,
+            rotation_schedule: None,
+            rotation_window_secs: None,
+            auto_reconcile: false,
+            current_version: 0,
+            pending: None,
+            status: AccountStatus::InSync,
+            status_detail: None,
+            last_vault_rotation_unix: None,
+            last_error: None,
+            failed_attempts: 0,
+            retry_after_unix: None,
+            created_unix: now_unix(),
+            lazy_rotation: false,
+            schedule_anchor_unix: None,
+        });
+        if let Some(username) = request.string("username")? {
+            account.username = username;
+        }
+        if account.username.is_empty() {
+            account.username = name.clone();
+        }
+        if !valid_username(&account.username) {
+            return Err(ApiError::bad_request(format!(
+                "field 'username': '{}' is not a valid Linux account name (^[a-z_][a-z0-9_.-]{{0,31}}$)",
+                account.username
+            )));
+        }
+        if let Some(parent) = request.string("parent_ref")? {
+            if parent.is_empty() {
+                account.parent_ref = None;
+            } else {
+                if parent.contains('/') {
+                    return Err(ApiError::bad_request(
+                        "field 'parent_ref' names an account of the same host (no '/'): a parent on another host cannot run sudo here",
+                    ));
+                }
+                check_parent_chain(&state, &mount, &host.name, &name, &parent)?;
+                account.parent_ref = Some(parent);
+            }
+        }
+        if let Some(flag) = request.bool("verify_connection")? {
+            account.verify_connection = flag;
+        }
+        if let Some(flag) = request.bool("disable_automated_rotation")? {
+            account.disable_automated_rotation = flag;
+        }
+        if let Some(period) = request.duration("rotation_period")? {
+            account.rotation_period_secs = Some(period.as_secs()).filter(|s| *s > 0);
+        }
+        if let Some(schedule) = request.string("rotation_schedule")? {
+            if !schedule.is_empty() {
+                crate::scheduler::parse_schedule(&schedule).map_err(|reason| {
+                    ApiError::bad_request(format!("field 'rotation_schedule': {reason}"))
+                })?;
+            }
+            account.rotation_schedule = Some(schedule).filter(|s| !s.is_empty());
+        }
+        if let Some(window) = request.duration("rotation_window")? {
+            account.rotation_window_secs = Some(window.as_secs()).filter(|s| *s > 0);
+        }
+        if let Some(flag) = request.bool("auto_reconcile")? {
+            account.auto_reconcile = flag;
+        }
+        if let Some(flag) = request.bool("lazy_rotation")? {
+            account.lazy_rotation = flag;
+        }
+        if account.rotation_schedule.is_some() && account.rotation_period_secs.is_some() {
+            return Err(ApiError::bad_request(
+                "set rotation_period or rotation_schedule, not both",
+            ));
+        }
+        if account.rotation_window_secs.is_some() && account.rotation_schedule.is_none() {
+            return Err(ApiError::bad_request(
+                "field 'rotation_window' needs a rotation_schedule",
+            ));
+        }
+        match existing {
+            Some(_) => {
+                if request.string("password")?.is_some() {
+                    return Err(ApiError::bad_request(
+                        "field 'password' cannot change an existing account: use .../reset (Rotor's knowledge) or .../rotate (the host)",
+                    ));
+                }
+                model::update_account_settings(&state.store, &mount, &account)?;
+            }
+            None => {
+                let password = Password::new(request.required_string("password")?);
+                let config = model::read_config(&state.store, &mount)?;
+                if host.connection == Connection::Ssh
+                    && host.ssh_host_key.is_none()
+                    && host.trusted_host_key.is_none()
+                    && !config.ssh_host_key_trust_on_first_use
+                {
+                    return Err(ApiError::bad_request(format!(
+                        "host {} has no ssh_host_key and trust on first use is off: pin its key (rotor write {}hosts/{} ssh_host_key=\"$(ssh-keyscan -t ed25519 HOST | cut -d' ' -f2-)\") or enable it (rotor write {}config ssh_host_key_trust_on_first_use=true)",
+                        host.name, mount, host.name, mount
+                    )));
+                }
+                if account.verify_connection && host.connection == Connection::Ssh {
+                    state
+                        .os
+                        .check_login(&mount, &host, &account.username, &password)
+                        .await?;
+                }
+                model::create_account(&state.store, &mount, account, &password)?;
+            }
+        }
+        Ok(ApiResponse::empty())
+    })
+}
+
+fn delete_account(state: AppState, request: Request) -> HandlerFuture {
+    Box::pin(async move {
+        model::delete_account(
+            &state.store,
+            &request.mount,
+            request.param("host"),
+            request.param("account"),
+        )?;
+        Ok(ApiResponse::empty())
+    })
+}
+
+fn read_creds(state: AppState, request: Request) -> HandlerFuture {
+    Box::pin(async move {
+        let mut account = load_account(&state, &request)?;
+        if account.lazy_rotation
+            && matches!(
+                crate::scheduler::due(&account, now_unix()),
+                crate::scheduler::Due::Now { .. }
+            )
+        {
+            // Lazy rotation: past its time, the account rotates before its password is handed out.
+            let report = state
+                .os
+                .rotate_account(&request.mount, &account.host, &account.name)
+                .await?;
+            if report.committed_version.is_none() {
+                tracing::warn!(host = %account.host, account = %account.name, error = ?report.error, "lazy rotation failed; handing out the current password");
+            }
+            account = load_account(&state, &request)?;
+        }
+        let password = model::current_password(&state.store, &request.mount, &account)?;
+        let versions = model::list_versions(&state.store, &request.mount, &account)?;
+        let created = versions
+            .iter()
+            .find(|v| v.version == account.current_version)
+            .map(|v| rfc3339(v.created_unix));
+        let next = match (
+            account.rotation_period_secs,
+            account.disable_automated_rotation,
+        ) {
+            (Some(period), false) => Some(
+                account
+                    .last_vault_rotation_unix
+                    .unwrap_or(account.created_unix)
+                    + period,
+            ),
+            _ => None,
+        };
+        let mut response = ApiResponse::data(data_map! {
+            "username" => account.username,
+            "password" => password.expose(),
+            "version" => account.current_version,
+            "created_time" => created,
+            "last_vault_rotation" => account.last_vault_rotation_unix.map(rfc3339),
+            "next_vault_rotation" => next.map(rfc3339),
+            "ttl" => next.map(|n| n.saturating_sub(now_unix())),
+            "status" => account.status.name(),
+        });
+        if account.status == AccountStatus::OutOfSync {
+            response = response.with_warning(format!(
+                "account is OUT OF SYNC: this password may not work on the host ({})",
+                account.status_detail.unwrap_or_default()
+            ));
+        }
+        Ok(response)
+    })
+}
+
+fn report_response(report: super::driver::AccountReport) -> Result<ApiResponse, ApiError> {
+    match (report.committed_version, report.error) {
+        (Some(version), _) => Ok(ApiResponse::data(data_map! {
+            "version" => version,
+            "status" => report.status.name(),
+        })),
+        (None, Some(error)) => Err(ApiError::bad_request(format!(
+            "rotation of {} failed: {error}",
+            report.account
+        ))),
+        (None, None) => Err(ApiError::internal(format!(
+            "rotation of {} ended without a result",
+            report.account
+        ))),
+    }
+}
+
+fn rotate_account(state: AppState, request: Request) -> HandlerFuture {
+    Box::pin(async move {
+        let report = state
+            .os
+            .rotate_account(
+                &request.mount,
+                request.param("host"),
+                request.param("account"),
+            )
+            .await?;
+        report_response(report)
+    })
+}
+
+fn rotate_host(state: AppState, request: Request) -> HandlerFuture {
+    Box::pin(async move {
+        let reports = state
+            .os
+            .rotate_host(&request.mount, request.param("host"))
+            .await?;
+        let mut accounts = Map::new();
+        let mut failed = 0;
+        for report in reports {
+            if report.error.is_some() && report.committed_version.is_none() {
+                failed += 1;
+            }
+            accounts.insert(
+                report.account.clone(),
+                json!({
+                    "version": report.committed_version,
+                    "status": report.status.name(),
+                    "error": report.error,
+                }),
+            );
+        }
+        let response = ApiResponse::data(
+            data_map! { "accounts" => Value::Object(accounts), "failed" => failed },
+        );
+        Ok(if failed > 0 {
+            response.with_warning(format!("{failed} account(s) were not rotated"))
+        } else {
+            response
+        })
+    })
+}
+
+fn read_versions(state: AppState, request: Request) -> HandlerFuture {
+    Box::pin(async move {
+        let account = load_account(&state, &request)?;
+        let versions = model::list_versions(&state.store, &request.mount, &account)?;
+        let mut map = Map::new();
+        for version in &versions {
+            map.insert(version.version.to_string(), json!({
+                "created_time": rfc3339(version.created_unix),
+                "expired_time": version.expired_unix.map(rfc3339).unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
+            }));
+        }
+        Ok(ApiResponse::data(data_map! {
+            "current_version" => account.current_version,
+            "oldest_version" => versions.first().map(|v| v.version),
+            "created_time" => rfc3339(account.created_unix),
+            "ttl" => Value::Null,
+            "versions" => Value::Object(map),
+        }))
+    })
+}
+
+fn restore_version(state: AppState, request: Request) -> HandlerFuture {
+    Box::pin(async move {
+        let version: u64 = request.param("version").parse().map_err(|_| {
+            ApiError::bad_request(format!(
+                "version '{}' is not a number",
+                request.param("version")
+            ))
+        })?;
+        let new_version = model::restore_version(
+            &state.store,
+            &request.mount,
+            request.param("host"),
+            request.param("account"),
+            version,
+        )?;
+        Ok(ApiResponse::data(
+            data_map! { "version" => new_version, "restored_from" => version },
+        ))
+    })
+}
+
+fn reset(state: AppState, request: Request) -> HandlerFuture {
+    Box::pin(async move {
+        let password = Password::new(request.required_string("password")?);
+        let version = model::reset_password(
+            &state.store,
+            &request.mount,
+            request.param("host"),
+            request.param("account"),
+            &password,
+        )?;
+        Ok(ApiResponse::data(data_map! { "version" => version }))
+    })
+}
+
+fn verify(state: AppState, request: Request) -> HandlerFuture {
+    Box::pin(async move {
+        let in_sync = state
+            .os
+            .verify_current(
+                &request.mount,
+                request.param("host"),
+                request.param("account"),
+            )
+            .await?;
+        let response = ApiResponse::data(data_map! { "in_sync" => in_sync });
+        Ok(if in_sync {
+            response
+        } else {
+            response.with_warning(
+                "the known password no longer logs in: the account is marked out_of_sync",
+            )
+        })
+    })
+}
+
+fn reconcile(state: AppState, request: Request) -> HandlerFuture {
+    Box::pin(async move {
+        let report = state
+            .os
+            .reconcile(
+                &request.mount,
+                request.param("host"),
+                request.param("account"),
+            )
+            .await?;
+        report_response(report)
+    })
+}

@@ -1,0 +1,19 @@
+//! rotor-controller: the controller (`rotor server`) and the operator CLI.
+//!
+//! See ARCHITECTURE.md for the code map. The binary in main.rs only calls [`cli::main`].
+#![forbid(unsafe_code)]
+
+pub mod acl;
+pub mod api;
+pub mod audit;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod dispatch;
+pub mod engines;
+pub mod leases;
+pub mod pki;
+pub mod scheduler;
+pub mod server;
+pub mod store;
+pub mod tokens;

@@ -1,0 +1,316 @@
+//! The store: the one owner of the redb file.
+//!
+//! Every table maps a string key to a JSON-encoded record; secret fields inside records are
+//! sealed by [`seal::Sealer`] before they reach a table, so the file never holds a secret in
+//! clear. Reads and writes go through [`Store::read`] and [`Store::write`], which run a closure
+//! in one redb transaction: a multi-row change is atomic or absent.
+//! Must not hold policy: what a record means belongs to the module that owns the record type.
+
+pub mod schema;
+pub mod seal;
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use zeroize::Zeroizing;
+
+pub use schema::Table;
+pub use seal::{SealError, Sealer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store {path}: {source}")]
+    Open {
+        path: String,
+        source: redb::DatabaseError,
+    },
+    #[error("store: {0}")]
+    Database(#[from] redb::Error),
+    #[error("store record {table}/{key} is unreadable: {detail}")]
+    Corrupt {
+        table: &'static str,
+        key: String,
+        detail: String,
+    },
+    #[error(
+        "store schema version {found} was written by a newer Rotor (this one knows up to {known}); upgrade Rotor"
+    )]
+    TooNew { found: u32, known: u32 },
+    #[error(transparent)]
+    Seal(#[from] SealError),
+}
+
+macro_rules! from_redb {
+    ($($error:ty),*) => {$(
+        impl From<$error> for StoreError {
+            fn from(error: $error) -> Self { StoreError::Database(error.into()) }
+        }
+    )*};
+}
+from_redb!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Owns the redb database and the seal key.
+pub struct Store {
+    database: Database,
+    sealer: Sealer,
+}
+
+fn definition(table: Table) -> TableDefinition<'static, &'static str, &'static [u8]> {
+    TableDefinition::new(table.name())
+}
+
+fn decode<T: DeserializeOwned>(table: Table, key: &str, bytes: &[u8]) -> StoreResult<T> {
+    serde_json::from_slice(bytes).map_err(|error| StoreError::Corrupt {
+        table: table.name(),
+        key: key.to_string(),
+        detail: error.to_string(),
+    })
+}
+
+fn encode<T: Serialize>(table: Table, key: &str, record: &T) -> StoreResult<Vec<u8>> {
+    serde_json::to_vec(record).map_err(|error| StoreError::Corrupt {
+        table: table.name(),
+        key: key.to_string(),
+        detail: error.to_string(),
+    })
+}
+
+impl Store {
+    /// Opens (or creates) the store file and brings its schema up to date.
+    pub fn open(path: &Path, sealer: Sealer) -> StoreResult<Self> {
+        let database = Database::create(path).map_err(|source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::with_database(database, sealer)
+    }
+
+    /// A store that lives only in memory (dev mode and tests).
+    pub fn in_memory(sealer: Sealer) -> StoreResult<Self> {
+        let database = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(|source| StoreError::Open {
+                path: "<memory>".into(),
+                source,
+            })?;
+        Self::with_database(database, sealer)
+    }
+
+    fn with_database(database: Database, sealer: Sealer) -> StoreResult<Self> {
+        let store = Self { database, sealer };
+        schema::migrate(&store)?;
+        Ok(store)
+    }
+
+    /// Runs `work` in one read transaction.
+    pub fn read<T>(&self, work: impl FnOnce(&ReadTx) -> StoreResult<T>) -> StoreResult<T> {
+        let transaction = self.database.begin_read()?;
+        work(&ReadTx { transaction })
+    }
+
+    /// Runs `work` in one write transaction; commits only when it returns `Ok`.
+    pub fn write<T, E>(&self, work: impl FnOnce(&WriteTx<'_>) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let transaction = self.database.begin_write().map_err(StoreError::from)?;
+        let output = {
+            let tx = WriteTx {
+                transaction: &transaction,
+            };
+            work(&tx)?
+        };
+        transaction.commit().map_err(StoreError::from)?;
+        Ok(output)
+    }
+
+    /// Seals a secret for the row named by `location`.
+    pub fn seal(&self, location: &str, plaintext: &[u8]) -> StoreResult<Vec<u8>> {
+        Ok(self.sealer.seal(location, plaintext)?)
+    }
+
+    /// Opens a secret sealed for `location`.
+    pub fn unseal(&self, location: &str, sealed: &[u8]) -> StoreResult<Zeroizing<Vec<u8>>> {
+        Ok(self.sealer.open(location, sealed)?)
+    }
+
+    /// Convenience: one record.
+    pub fn get<T: DeserializeOwned>(&self, table: Table, key: &str) -> StoreResult<Option<T>> {
+        self.read(|tx| tx.get(table, key))
+    }
+
+    /// Convenience: every record whose key starts with `prefix`, in key order.
+    pub fn scan<T: DeserializeOwned>(
+        &self,
+        table: Table,
+        prefix: &str,
+    ) -> StoreResult<Vec<(String, T)>> {
+        self.read(|tx| tx.scan(table, prefix))
+    }
+}
+
+/// A read transaction handed to [`Store::read`] closures.
+pub struct ReadTx {
+    transaction: redb::ReadTransaction,
+}
+
+/// A write transaction handed to [`Store::write`] closures.
+pub struct WriteTx<'a> {
+    transaction: &'a redb::WriteTransaction,
+}
+
+impl ReadTx {
+    pub fn get<T: DeserializeOwned>(&self, table: Table, key: &str) -> StoreResult<Option<T>> {
+        let opened = match self.transaction.open_table(definition(table)) {
+            Ok(opened) => opened,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(error) => return Err(error.into()),
+        };
+        match opened.get(key)? {
+            Some(value) => decode(table, key, value.value()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub fn scan<T: DeserializeOwned>(
+        &self,
+        table: Table,
+        prefix: &str,
+    ) -> StoreResult<Vec<(String, T)>> {
+        let opened = match self.transaction.open_table(definition(table)) {
+            Ok(opened) => opened,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(error) => return Err(error.into()),
+        };
+        let mut records = Vec::new();
+        for entry in opened.range(prefix..)? {
+            let (key, value) = entry?;
+            let key = key.value();
+            if !key.starts_with(prefix) {
+                break;
+            }
+            records.push((key.to_string(), decode(table, key, value.value())?));
+        }
+        Ok(records)
+    }
+
+    pub fn count(&self, table: Table) -> StoreResult<u64> {
+        use redb::ReadableTableMetadata;
+        match self.transaction.open_table(definition(table)) {
+            Ok(opened) => Ok(opened.len()?),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+impl WriteTx<'_> {
+    pub fn get<T: DeserializeOwned>(&self, table: Table, key: &str) -> StoreResult<Option<T>> {
+        let opened = self.transaction.open_table(definition(table))?;
+        let value = opened.get(key)?;
+        match value {
+            Some(value) => decode(table, key, value.value()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub fn put<T: Serialize>(&self, table: Table, key: &str, record: &T) -> StoreResult<()> {
+        let bytes = encode(table, key, record)?;
+        let mut opened = self.transaction.open_table(definition(table))?;
+        opened.insert(key, bytes.as_slice())?;
+        Ok(())
+    }
+
+    /// Removes a record; answers whether it existed.
+    pub fn delete(&self, table: Table, key: &str) -> StoreResult<bool> {
+        let mut opened = self.transaction.open_table(definition(table))?;
+        let existed = opened.remove(key)?.is_some();
+        Ok(existed)
+    }
+
+    pub fn scan<T: DeserializeOwned>(
+        &self,
+        table: Table,
+        prefix: &str,
+    ) -> StoreResult<Vec<(String, T)>> {
+        let opened = self.transaction.open_table(definition(table))?;
+        let mut records = Vec::new();
+        for entry in opened.range(prefix..)? {
+            let (key, value) = entry?;
+            let key = key.value();
+            if !key.starts_with(prefix) {
+                break;
+            }
+            records.push((key.to_string(), decode(table, key, value.value())?));
+        }
+        Ok(records)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct Sample {
+        name: String,
+    }
+
+    #[test]
+    fn write_is_atomic_and_scan_is_prefix_bounded() {
+        let store = Store::in_memory(Sealer::ephemeral()).expect("store");
+        let failed: Result<(), StoreError> = store.write(|tx| {
+            tx.put(Table::Mounts, "a/", &Sample { name: "a".into() })?;
+            Err(StoreError::Corrupt {
+                table: "mounts",
+                key: "x".into(),
+                detail: "forced".into(),
+            })
+        });
+        assert!(failed.is_err());
+        assert_eq!(store.get::<Sample>(Table::Mounts, "a/").expect("get"), None);
+        store
+            .write(|tx| {
+                tx.put(Table::Mounts, "a/", &Sample { name: "a".into() })?;
+                tx.put(Table::Mounts, "ab/", &Sample { name: "ab".into() })?;
+                tx.put(Table::Mounts, "b/", &Sample { name: "b".into() })?;
+                Ok::<_, StoreError>(())
+            })
+            .expect("write");
+        let scanned: Vec<(String, Sample)> = store.scan(Table::Mounts, "a").expect("scan");
+        assert_eq!(scanned.len(), 2);
+        assert_eq!(scanned[1].1.name, "ab");
+    }
+
+    #[test]
+    fn file_store_keeps_records_across_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("rotor.redb");
+        let key_path = dir.path().join("seal.key");
+        let sealer = Sealer::create_key_file(&key_path).expect("key");
+        let store = Store::open(&path, sealer).expect("open");
+        let sealed = store.seal("t/k", b"secret").expect("seal");
+        store
+            .write(|tx| tx.put(Table::Meta, "probe", &sealed))
+            .expect("write");
+        drop(store);
+        let store = Store::open(&path, Sealer::load(&key_path).expect("load")).expect("reopen");
+        let sealed: Vec<u8> = store
+            .get(Table::Meta, "probe")
+            .expect("get")
+            .expect("present");
+        assert_eq!(
+            &store.unseal("t/k", &sealed).expect("unseal")[..],
+            b"secret"
+        );
+    }
+}

@@ -1,0 +1,16 @@
+# Example controller configuration (rotor server -config /etc/rotor/rotor.hcl).
+storage_path  = "/var/lib/rotor/rotor.redb"
+seal_key_file = "/etc/rotor/seal.key"   # 0600, created by `rotor operator init`; back it up apart from the store
+ca_cert_file  = "/var/lib/rotor/ca.pem"  # clients trust this (ROTOR_CACERT)
+
+listener "tcp" {
+  address = "0.0.0.0:8200"
+  tls_san = ["rotor.example.com"]
+}
+
+agent_listener {
+  address           = "0.0.0.0:8201"
+  advertise_address = "rotor.example.com:8201"
+}
+
+log_format = "json"

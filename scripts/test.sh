@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine or a warm one: installs what the tests need
+# (debootstrap, curl, sshpass), builds the Debian test-host image when it is missing, checks
+# formatting and lints, builds Rotor and runs every test (unit and end-to-end).
+#
+# Caches live outside the clone so a fresh clone reuses them:
+#   $ROTOR_CACHE (default /var/cache/rotor): target/ (cargo) and images/ (the host image tarball)
+# ROTOR_E2E=skip skips the container scenarios (they then say so loudly); nothing else does.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export ROTOR_CACHE="${ROTOR_CACHE:-/var/cache/rotor}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROTOR_CACHE/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+mkdir -p "$ROTOR_CACHE"
+started=$(date +%s)
+step() { printf '\n==> %s (+%ss)\n' "$1" "$(( $(date +%s) - started ))"; }
+
+step "host packages"
+missing=()
+for tool in debootstrap curl sshpass; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "missing ${missing[*]} and not root: install them (apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [ "${ROTOR_E2E:-}" != "skip" ]; then
+  step "docker"
+  if ! docker info >/dev/null 2>&1; then
+    echo "Docker is not reachable (docker info failed): start the Docker daemon, or set ROTOR_E2E=skip to skip the container scenarios" >&2
+    exit 1
+  fi
+  if [ -x tests/image/cleanup.sh ] || [ -f tests/image/cleanup.sh ]; then
+    bash tests/image/cleanup.sh || true
+  fi
+  step "test host image"
+  bash tests/image/build-image.sh
+fi
+
+step "format"
+cargo fmt --all -- --check
+
+step "lints"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "build"
+cargo build --workspace --bins
+
+step "tests"
+cargo test --workspace --no-fail-fast
+
+step "done"

@@ -1,0 +1,130 @@
+//! OS engine, end to end: accounts rotate on their own schedule (`rotation_period`), lazy
+//! accounts rotate when read once past their period, and a controller that was down while
+//! periods passed runs the missed rotation once, not once per missed period.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use rotor_tests::prelude::*;
+
+const HOST: &str = "sched-1";
+
+fn creds(rotor: &Rotor, account: &str) -> Result<(String, u64)> {
+    let answer = rotor.cli_json(&["read", &format!("os/hosts/{HOST}/accounts/{account}/creds")])?;
+    Ok((
+        answer["data"]["password"]
+            .as_str()
+            .context("password")?
+            .to_string(),
+        answer["data"]["version"].as_u64().context("version")?,
+    ))
+}
+
+fn version(rotor: &Rotor, account: &str) -> Result<u64> {
+    let answer = rotor.cli_json(&["read", &format!("os/hosts/{HOST}/accounts/{account}")])?;
+    answer["data"]["current_version"]
+        .as_u64()
+        .context("current_version")
+}
+
+fn wait_version(rotor: &Rotor, account: &str, at_least: u64, timeout: Duration) -> Result<u64> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let current = version(rotor, account)?;
+        if current >= at_least {
+            return Ok(current);
+        }
+        if Instant::now() > deadline {
+            bail!("{account} still at version {current} after {timeout:?}, expected {at_least}");
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn periods_lazy_reads_and_missed_periods_after_a_restart() -> Result<()> {
+    if skip_requested("periods_lazy_reads_and_missed_periods_after_a_restart") {
+        return Ok(());
+    }
+    let site = Site::new("sch")?;
+    let host = site
+        .host(HOST)
+        .with_parent("mgmt", "Mgmt-initial-1")
+        .with_user("app1", "App1-initial-1")
+        .with_user("app2", "App2-initial-1")
+        .start()?;
+    let rotor = Rotor::start(&[&site])?;
+    rotor.cli(&[
+        "write",
+        &format!("os/hosts/{HOST}"),
+        &format!("address={}", host.address()?),
+        &format!("site={}", site.name()),
+        &format!("ssh_host_key={}", host.host_public_key("ed25519")?),
+    ])?;
+    let accounts = format!("os/hosts/{HOST}/accounts");
+    rotor.cli(&[
+        "write",
+        &format!("{accounts}/mgmt"),
+        "username=mgmt",
+        "password=Mgmt-initial-1",
+        "disable_automated_rotation=true",
+    ])?;
+    rotor.cli(&[
+        "write",
+        &format!("{accounts}/app1"),
+        "username=app1",
+        "password=App1-initial-1",
+        "parent_ref=mgmt",
+        "rotation_period=8s",
+    ])?;
+    rotor.cli(&[
+        "write",
+        &format!("{accounts}/app2"),
+        "username=app2",
+        "password=App2-initial-1",
+        "parent_ref=mgmt",
+        "rotation_period=4s",
+        "lazy_rotation=true",
+    ])?;
+    let read = rotor.cli_json(&["read", &format!("{accounts}/app1")])?;
+    assert!(
+        read["data"]["next_vault_rotation"].as_str().is_some(),
+        "{read}"
+    );
+
+    // The schedule rotates app1 by itself, and the host has the new password.
+    wait_version(&rotor, "app1", 2, Duration::from_secs(40))?;
+    let (password, _) = creds(&rotor, "app1")?;
+    assert_password(&host, "app1", &password);
+    assert_not_password(&host, "app1", "App1-initial-1");
+
+    // app2 is lazy: past its period it has not rotated until read, then it has.
+    assert_eq!(
+        version(&rotor, "app2")?,
+        1,
+        "a lazy account must not rotate from the schedule"
+    );
+    let (password, version_read) = creds(&rotor, "app2")?;
+    assert_eq!(
+        version_read, 2,
+        "reading a lazy account past its period rotates it first"
+    );
+    assert_password(&host, "app2", &password);
+
+    // Down for several periods: the missed rotation runs once after the restart.
+    rotor.cli(&["write", &format!("{accounts}/app1"), "rotation_period=12s"])?;
+    let before = wait_version(&rotor, "app1", 2, Duration::from_secs(1))?;
+    rotor.kill_controller()?;
+    std::thread::sleep(Duration::from_secs(30));
+    rotor.restart_controller()?;
+    let after = wait_version(&rotor, "app1", before + 1, Duration::from_secs(40))?;
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        version(&rotor, "app1")?,
+        before + 1,
+        "missed periods must run once, not once each (was {after})"
+    );
+    let (password, _) = creds(&rotor, "app1")?;
+    assert_password(&host, "app1", &password);
+    Ok(())
+}
