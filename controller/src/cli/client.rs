@@ -3,6 +3,7 @@
 //!
 //! Owns talking to the server. Must not format output for people (output.rs does).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -32,19 +33,29 @@ pub struct ApiFailure {
     pub errors: Vec<String>,
 }
 
+/// Where `rotor login` keeps the token: `~/.rotor-token` (Vault keeps `~/.vault-token`).
+pub fn token_file() -> Option<PathBuf> {
+    let home = std::env::var_os("HOME").filter(|home| !home.is_empty())?;
+    Some(PathBuf::from(home).join(".rotor-token"))
+}
+
+/// The token `rotor login` stored, if any.
+fn stored_token() -> Option<String> {
+    std::fs::read_to_string(token_file()?)
+        .ok()
+        .map(|text| text.trim().to_string())
+        .filter(|text| !text.is_empty())
+}
+
 impl Client {
+    /// Address from the flag, `ROTOR_ADDR` or `VAULT_ADDR`; token from `ROTOR_TOKEN`,
+    /// `VAULT_TOKEN`, then the file `rotor login` wrote.
     pub fn from_env(address_flag: Option<&str>) -> Result<Self> {
         let address = address_flag
             .map(String::from)
             .or_else(|| env_pair("ROTOR_ADDR", "VAULT_ADDR"))
             .unwrap_or_else(|| "https://127.0.0.1:8200".into());
-        let token = env_pair("ROTOR_TOKEN", "VAULT_TOKEN").or_else(|| {
-            let home = std::env::var("HOME").ok()?;
-            std::fs::read_to_string(std::path::Path::new(&home).join(".rotor-token"))
-                .ok()
-                .map(|text| text.trim().to_string())
-                .filter(|text| !text.is_empty())
-        });
+        let token = env_pair("ROTOR_TOKEN", "VAULT_TOKEN").or_else(stored_token);
         let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .connect_timeout(Duration::from_secs(10));
@@ -61,6 +72,27 @@ impl Client {
             address: address.trim_end_matches('/').to_string(),
             token,
         })
+    }
+
+    /// Uses `token` instead of the one from the environment (`rotor login TOKEN` checks
+    /// the token it was given before storing it).
+    pub fn with_token(mut self, token: String) -> Self {
+        self.token = Some(token);
+        self
+    }
+
+    /// [`Client::request`] on a runtime of its own, for commands that make one call.
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Map<String, Value>>,
+    ) -> Result<Value> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        runtime.block_on(self.request(method, path, body))
     }
 
     /// Sends one request to `/v1/<path>`; answers the JSON body (`Null` for 204).

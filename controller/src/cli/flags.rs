@@ -17,13 +17,23 @@ pub struct FlagSpec {
 
 #[derive(Debug, Default)]
 pub struct Parsed {
+    /// The last value of each flag.
     pub values: HashMap<&'static str, String>,
+    /// Every value of each flag, in order (for repeatable flags such as `-policy`).
+    pub repeated: HashMap<&'static str, Vec<String>>,
     pub positional: Vec<String>,
 }
 
 impl Parsed {
     pub fn value(&self, name: &str) -> Option<&str> {
         self.values.get(name).map(String::as_str)
+    }
+    /// Every value given for a repeatable flag, in order (empty when not given).
+    pub fn values_of(&self, name: &str) -> Vec<&str> {
+        self.repeated
+            .get(name)
+            .map(|values| values.iter().map(String::as_str).collect())
+            .unwrap_or_default()
     }
     pub fn is_set(&self, name: &str) -> bool {
         self.values
@@ -78,6 +88,11 @@ pub fn parse(specs: &[FlagSpec], args: &[String]) -> Result<Parsed, String> {
         } else {
             inline_value.unwrap_or_else(|| "true".into())
         };
+        parsed
+            .repeated
+            .entry(spec.name)
+            .or_default()
+            .push(value.clone());
         parsed.values.insert(spec.name, value);
         index += 1;
     }
@@ -132,5 +147,17 @@ mod tests {
             "{error}"
         );
         assert!(parse(SPECS, &strings(&["-format"])).is_err());
+    }
+
+    #[test]
+    fn repeated_flags_keep_every_value() {
+        let parsed = parse(
+            SPECS,
+            &strings(&["-format=a", "--format", "b", "-format=c", "x"]),
+        )
+        .expect("parse");
+        assert_eq!(parsed.values_of("format"), vec!["a", "b", "c"]);
+        assert_eq!(parsed.value("format"), Some("c"));
+        assert!(parsed.values_of("force").is_empty());
     }
 }

@@ -1,12 +1,15 @@
-//! The `rotor` command line: `server`, `operator init`, and Vault's generic verbs
-//! `read | write | list | delete PATH [k=v ...]`.
+//! The `rotor` command line: `server`, `operator init`, Vault's generic verbs
+//! `read | write | list | delete PATH [k=v ...]`, and `login`, `token`, `policy`, `lease`.
 //!
 //! Owns turning arguments into requests and answers into text, and the exit codes (0 ok,
 //! 1 usage or local failure, 2 the server refused). Must not hold server logic.
 
 pub mod client;
 pub mod flags;
+pub mod lease;
 pub mod output;
+pub mod policy;
+pub mod token;
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -28,6 +31,10 @@ Commands:
     write PATH k=v  Write data to PATH (k=@file reads a file, k=- reads stdin; PATH - reads a JSON object)
     list PATH       List keys under PATH
     delete PATH     Delete data at PATH
+    login TOKEN     Check TOKEN and keep it in ~/.rotor-token (used when ROTOR_TOKEN is unset)
+    token           Create, look up, renew and revoke tokens (rotor token help)
+    policy          Write, read, list and delete ACL policies (rotor policy help)
+    lease           Look up, renew and revoke leases (rotor lease help)
 
 Environment: ROTOR_ADDR, ROTOR_TOKEN, ROTOR_CACERT (VAULT_ADDR, VAULT_TOKEN, VAULT_CACERT as fallbacks).
 Flags may be spelled -flag or --flag.
@@ -133,6 +140,10 @@ pub fn main(args: Vec<String>) -> i32 {
             _ => Err(anyhow!("usage: rotor operator init -config FILE")),
         },
         "read" | "write" | "list" | "delete" => run_verb(command, rest),
+        "login" => token::login(rest),
+        "token" => token::run(rest),
+        "policy" => policy::run(rest),
+        "lease" => lease::run(rest),
         "-h" | "-help" | "--help" | "help" => {
             print!("{HELP}");
             return 0;
