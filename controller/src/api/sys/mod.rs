@@ -8,6 +8,7 @@ mod audit;
 mod capabilities;
 mod leases;
 mod mounts;
+mod password_policies;
 mod policies;
 
 use std::sync::LazyLock;
@@ -18,6 +19,7 @@ use super::paths::PathSpec;
 static PATHS: LazyLock<Vec<PathSpec>> = LazyLock::new(|| {
     let mut table = mounts::specs();
     table.extend(policies::specs());
+    table.extend(password_policies::specs());
     table.extend(capabilities::specs());
     table.extend(leases::specs());
     table.extend(audit::specs());
@@ -42,4 +44,5 @@ pub const ROOT_PATHS: &[&str] = &[
 pub const EXISTENCE_CHECKS: &[(&str, ExistenceCheck)] = &[
     ("policies/acl/{name}", policies::policy_exists),
     ("policy/{name}", policies::policy_exists),
+    ("policies/password/{name}", password_policies::exists),
 ];

@@ -290,15 +290,14 @@ impl OsEngine {
         let config = model::read_config(&self.store, mount)?;
         let job_id = JobId::generate().to_string();
         // Fresh candidates every attempt: a retry never replays a password a host refused.
+        // Each from the password policy that applies to it (account > host > config > default).
         let candidates: Vec<(String, Password)> = accounts
             .iter()
             .map(|account| {
-                (
-                    account.name.clone(),
-                    password::generate(config.password_length),
-                )
+                password::candidate(&self.store, &config, host, account)
+                    .map(|candidate| (account.name.clone(), candidate))
             })
-            .collect();
+            .collect::<Result<_, ApiError>>()?;
         model::record_pending_candidates(&self.store, mount, &host.name, &job_id, &candidates)?;
         let by_name: HashMap<&str, &AccountRecord> =
             accounts.iter().map(|a| (a.name.as_str(), a)).collect();

@@ -5,7 +5,7 @@
 //! - `rotation.rs`: the pure decisions of the rotation protocol.
 //! - `driver.rs`: jobs through the dispatcher, per-host serialisation, verification, recovery.
 //! - `paths.rs`: the HTTP surface.
-//! - `password.rs`: candidate generation.
+//! - `password.rs`: which password policy an account uses (account > host > config > default).
 //!
 //! Never touches QUIC: jobs go through `dispatch::Dispatcher::submit`.
 

@@ -23,6 +23,9 @@ pub struct OsConfig {
     /// How long a rotation job may run on the agent before its outcome counts as unknown.
     pub rotation_deadline_secs: u64,
     pub password_length: usize,
+    /// The password policy of the mount's accounts unless their host or they name another.
+    #[serde(default)]
+    pub password_policy: Option<String>,
 }
 
 impl Default for OsConfig {
@@ -33,6 +36,7 @@ impl Default for OsConfig {
             step_timeout_secs: 30,
             rotation_deadline_secs: 120,
             password_length: 24,
+            password_policy: None,
         }
     }
 }
@@ -62,6 +66,9 @@ pub struct HostRecord {
     /// Per-host `passwd` prompt overrides (JSON of the agent's prompt set).
     pub passwd_prompts_json: Option<String>,
     pub created_unix: u64,
+    /// The password policy of this host's accounts unless an account names its own.
+    #[serde(default)]
+    pub password_policy: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +128,9 @@ pub struct AccountRecord {
     /// missed window moves on to the next occurrence.
     #[serde(default)]
     pub schedule_anchor_unix: Option<u64>,
+    /// The password policy this account's candidates are drawn from (before its host's).
+    #[serde(default)]
+    pub password_policy: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -374,6 +384,7 @@ pub fn update_account_settings(
         stored.rotation_window_secs = account.rotation_window_secs;
         stored.auto_reconcile = account.auto_reconcile;
         stored.lazy_rotation = account.lazy_rotation;
+        stored.password_policy = account.password_policy.clone();
         tx.put(Table::Accounts, &key, &stored)
     })
 }

@@ -1,78 +1,249 @@
-//! Candidate passwords: drawn from the OS CSPRNG with no modulo bias (`random_range`), with
-//! at least one character of each class so common host policies accept them.
+//! Candidate passwords for the OS engine: which password policy an account uses and drawing
+//! one from it.
 //!
-//! Owns the default policy only; named password policies (`sys/policies/password`) come
-//! with the scheduling issue. Must not log or return what it generates anywhere but to the
-//! caller.
+//! The policy is the first named by the account, its host, the engine's config
+//! (`password_policy` on each), else the built-in default: every class of letters, digits and
+//! symbols at least once, `password_length` long. Owns that order, the default, and the check
+//! that a named policy exists. Generation itself is `password_policy::generate` (OS CSPRNG,
+//! no modulo bias). Must not log or return a candidate anywhere but to the caller.
 
-use rand::RngExt;
 use rotor_common::secret::Password;
 
-const LOWER: &[u8] = b"abcdefghijkmnopqrstuvwxyz";
-const UPPER: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ";
-const DIGITS: &[u8] = b"23456789";
-const SYMBOLS: &[u8] = b"-_.,!@#%^*+=";
+use super::model::{AccountRecord, HostRecord, OsConfig};
+use crate::api::ApiError;
+use crate::password_policy::{self, CharsetRule, PasswordPolicy, store as policies};
+use crate::store::{Store, StoreError, Table};
 
-/// A fresh password of `length` (at least 8) characters.
-pub fn generate(length: usize) -> Password {
-    let length = length.max(8);
-    let classes: [&[u8]; 4] = [LOWER, UPPER, DIGITS, SYMBOLS];
-    let all: Vec<u8> = classes
-        .iter()
-        .flat_map(|class| class.iter().copied())
+const LOWER: &str = "abcdefghijkmnopqrstuvwxyz";
+const UPPER: &str = "ABCDEFGHJKLMNPQRSTUVWXYZ";
+const DIGITS: &str = "23456789";
+const SYMBOLS: &str = "-_.,!@#%^*+=";
+
+/// The built-in policy: `length` (8 to 128) characters with at least one of each class.
+pub fn default_policy(length: usize) -> PasswordPolicy {
+    let rules = [LOWER, UPPER, DIGITS, SYMBOLS]
+        .into_iter()
+        .map(|class| CharsetRule {
+            charset: class.chars().collect(),
+            min_chars: 1,
+        })
         .collect();
-    let mut rng = rand::rng();
-    let mut chars: Vec<u8> = classes
-        .iter()
-        .map(|class| class[rng.random_range(0..class.len())])
-        .collect();
-    while chars.len() < length {
-        chars.push(all[rng.random_range(0..all.len())]);
+    PasswordPolicy {
+        length: length.clamp(8, 128),
+        rules,
     }
-    // Fisher-Yates, so the guaranteed characters are not always first.
-    for index in (1..chars.len()).rev() {
-        let other = rng.random_range(0..=index);
-        chars.swap(index, other);
+}
+
+/// The policy name that applies: the account's, else the host's, else the config's.
+pub fn policy_name<'a>(
+    config: &'a OsConfig,
+    host: &'a HostRecord,
+    account: &'a AccountRecord,
+) -> Option<&'a str> {
+    account
+        .password_policy
+        .as_deref()
+        .or(host.password_policy.as_deref())
+        .or(config.password_policy.as_deref())
+}
+
+/// The policy a rotation of `account` draws its candidate from.
+pub fn policy_for(
+    store: &Store,
+    config: &OsConfig,
+    host: &HostRecord,
+    account: &AccountRecord,
+) -> Result<PasswordPolicy, ApiError> {
+    let Some(name) = policy_name(config, host, account) else {
+        return Ok(default_policy(config.password_length));
+    };
+    match policies::load(store, name) {
+        Ok(Some(policy)) => Ok(policy),
+        Ok(None) => Err(ApiError::bad_request(format!(
+            "account {} on host {}: password policy '{name}' does not exist; write it at sys/policies/password/{name} or name another",
+            account.name, host.name
+        ))),
+        Err(policies::PasswordPolicyStoreError::Store(error)) => Err(error.into()),
+        Err(error) => Err(ApiError::bad_request(format!(
+            "account {} on host {}: {error}",
+            account.name, host.name
+        ))),
     }
-    Password::new(String::from_utf8(chars).unwrap_or_default())
+}
+
+/// A fresh candidate for `account`, from the policy that applies to it.
+pub fn candidate(
+    store: &Store,
+    config: &OsConfig,
+    host: &HostRecord,
+    account: &AccountRecord,
+) -> Result<Password, ApiError> {
+    let policy = policy_for(store, config, host, account)?;
+    password_policy::generate(&policy).map_err(|error| ApiError::internal(error.to_string()))
+}
+
+/// Refuses a `password_policy` field naming a policy that does not exist (an empty name
+/// clears the field and is always fine).
+pub fn check_named_policy(store: &Store, name: &str) -> Result<(), ApiError> {
+    if name.is_empty() || policies::read(store, name)?.is_some() {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(format!(
+        "field 'password_policy': no password policy named '{name}'; write it first at sys/policies/password/{name}"
+    )))
+}
+
+/// Who names the policy `name`: OS engine configs, hosts and accounts, as `mount`,
+/// `mount/host` and `mount/host/account` (for refusing to delete a policy in use).
+pub fn policy_users(store: &Store, name: &str) -> Result<Vec<String>, StoreError> {
+    let mut users = Vec::new();
+    for mount in super::super::mounts::list(store)? {
+        if mount.kind == "os"
+            && super::model::read_config(store, &mount.path)?
+                .password_policy
+                .as_deref()
+                == Some(name)
+        {
+            users.push(format!("{}config", mount.path));
+        }
+    }
+    for (key, host) in store.scan::<HostRecord>(Table::Hosts, "")? {
+        if host.password_policy.as_deref() == Some(name) {
+            users.push(key);
+        }
+    }
+    for (key, account) in store.scan::<AccountRecord>(Table::Accounts, "")? {
+        if account.password_policy.as_deref() == Some(name) {
+            users.push(key);
+        }
+    }
+    Ok(users)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engines::os::model::{AccountStatus, Connection};
+    use crate::store::Sealer;
 
-    #[test]
-    fn passwords_have_every_class_and_differ() {
-        let first = generate(24);
-        assert_eq!(first.expose().len(), 24);
-        for class in [LOWER, UPPER, DIGITS, SYMBOLS] {
-            assert!(first.expose().bytes().any(|b| class.contains(&b)));
+    fn host(policy: Option<&str>) -> HostRecord {
+        HostRecord {
+            name: "web-1".into(),
+            address: "10.0.0.1".into(),
+            port: 22,
+            ssh_host_key: None,
+            trusted_host_key: None,
+            site: Some("dc1".into()),
+            connection: Connection::Ssh,
+            agent: None,
+            chpasswd_command: "/usr/sbin/chpasswd".into(),
+            passwd_prompts_json: None,
+            created_unix: 0,
+            password_policy: policy.map(String::from),
         }
-        assert_ne!(first.expose(), generate(24).expose());
-        assert_eq!(generate(3).expose().len(), 8);
+    }
+
+    fn account(policy: Option<&str>) -> AccountRecord {
+        AccountRecord {
+            host: "web-1".into(),
+            name: "app".into(),
+            username: "app".into(),
+            parent_ref: None,
+            verify_connection: false,
+            disable_automated_rotation: false,
+            rotation_period_secs: None,
+            rotation_schedule: None,
+            rotation_window_secs: None,
+            auto_reconcile: false,
+            current_version: 1,
+            pending: None,
+            status: AccountStatus::InSync,
+            status_detail: None,
+            last_vault_rotation_unix: None,
+            last_error: None,
+            failed_attempts: 0,
+            retry_after_unix: None,
+            created_unix: 0,
+            lazy_rotation: false,
+            schedule_anchor_unix: None,
+            password_policy: policy.map(String::from),
+        }
+    }
+
+    fn config(policy: Option<&str>) -> OsConfig {
+        OsConfig {
+            password_policy: policy.map(String::from),
+            ..OsConfig::default()
+        }
     }
 
     #[test]
-    fn characters_are_spread_evenly() {
-        // 20,000 draws of 64 characters over an alphabet of 69: each character is expected
-        // ~18,550 times; a biased generator would be far outside 5%.
-        let alphabet_size = LOWER.len() + UPPER.len() + DIGITS.len() + SYMBOLS.len();
-        let mut counts = std::collections::HashMap::new();
-        for _ in 0..20_000 {
-            for byte in generate(64).expose().bytes() {
-                *counts.entry(byte).or_insert(0u32) += 1;
-            }
+    fn account_over_host_over_config_over_default() {
+        assert_eq!(
+            policy_name(&config(Some("c")), &host(Some("h")), &account(Some("a"))),
+            Some("a")
+        );
+        assert_eq!(
+            policy_name(&config(Some("c")), &host(Some("h")), &account(None)),
+            Some("h")
+        );
+        assert_eq!(
+            policy_name(&config(Some("c")), &host(None), &account(None)),
+            Some("c")
+        );
+        assert_eq!(
+            policy_name(&config(None), &host(None), &account(None)),
+            None
+        );
+    }
+
+    #[test]
+    fn candidates_come_from_the_named_policy_or_the_default() {
+        let store = Store::in_memory(Sealer::ephemeral()).expect("store");
+        policies::write(
+            &store,
+            "digits",
+            "length = 30\nrule \"charset\" {\n  charset = \"0123456789\"\n  min-chars = 30\n}",
+        )
+        .expect("policy");
+        let named = candidate(&store, &config(None), &host(Some("digits")), &account(None))
+            .expect("candidate");
+        assert_eq!(named.expose().len(), 30);
+        assert!(named.expose().bytes().all(|b| b.is_ascii_digit()));
+
+        let default =
+            candidate(&store, &config(None), &host(None), &account(None)).expect("candidate");
+        assert!(default_policy(24).accepts(default.expose()));
+        for class in [LOWER, UPPER, DIGITS, SYMBOLS] {
+            assert!(default.expose().chars().any(|c| class.contains(c)));
         }
-        assert_eq!(counts.len(), alphabet_size);
-        let expected = 20_000.0 * 64.0 / alphabet_size as f64;
-        for (byte, count) in counts {
-            let deviation = (f64::from(count) - expected).abs() / expected;
-            // Guaranteed class members skew small classes upward a little.
-            assert!(
-                deviation < 0.15,
-                "{} drawn {count} times, expected ~{expected:.0}",
-                byte as char
+
+        let missing = candidate(&store, &config(None), &host(None), &account(Some("gone")))
+            .expect_err("unknown policy");
+        assert!(
+            missing
+                .message
+                .contains("password policy 'gone' does not exist")
+        );
+        assert!(check_named_policy(&store, "digits").is_ok());
+        assert!(check_named_policy(&store, "").is_ok());
+        assert!(
+            check_named_policy(&store, "gone")
+                .expect_err("refused")
+                .message
+                .contains("field 'password_policy'")
+        );
+    }
+
+    #[test]
+    fn the_default_policy_is_valid_for_every_allowed_length() {
+        for length in [8, 24, 128] {
+            let policy = default_policy(length);
+            assert_eq!(
+                PasswordPolicy::new(policy.length, policy.rules.clone()),
+                Ok(policy.clone())
             );
         }
+        assert_eq!(default_policy(3).length, 8);
     }
 }

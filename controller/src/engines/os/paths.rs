@@ -59,6 +59,11 @@ const ACCOUNT_FIELDS: &[Field] = &[
         FieldKind::Bool,
         "when found out of sync, set a fresh password through the parent",
     ),
+    Field::new(
+        "password_policy",
+        FieldKind::String,
+        "the password policy (sys/policies/password) for this account's new passwords",
+    ),
 ];
 
 const HOST_FIELDS: &[Field] = &[
@@ -98,6 +103,11 @@ const HOST_FIELDS: &[Field] = &[
         FieldKind::String,
         "JSON overriding passwd's prompts on this host",
     ),
+    Field::new(
+        "password_policy",
+        FieldKind::String,
+        "the password policy (sys/policies/password) for this host's accounts",
+    ),
 ];
 
 const CONFIG_FIELDS: &[Field] = &[
@@ -125,6 +135,11 @@ const CONFIG_FIELDS: &[Field] = &[
         "password_length",
         FieldKind::Int,
         "length of generated passwords (default 24)",
+    ),
+    Field::new(
+        "password_policy",
+        FieldKind::String,
+        "the password policy (sys/policies/password) for new passwords; the built-in default otherwise",
     ),
 ];
 
@@ -285,6 +300,7 @@ fn read_config(state: AppState, request: Request) -> HandlerFuture {
             "step_timeout" => config.step_timeout_secs,
             "rotation_deadline" => config.rotation_deadline_secs,
             "password_length" => config.password_length,
+            "password_policy" => config.password_policy,
         }))
     })
 }
@@ -327,6 +343,10 @@ fn write_config(state: AppState, request: Request) -> HandlerFuture {
             }
             config.password_length = length as usize;
         }
+        if let Some(name) = request.string("password_policy")? {
+            super::password::check_named_policy(&state.store, &name)?;
+            config.password_policy = Some(name).filter(|name| !name.is_empty());
+        }
         model::write_config(&state.store, &request.mount, &config)?;
         Ok(ApiResponse::empty())
     })
@@ -353,6 +373,7 @@ fn host_json(host: &HostRecord) -> Map<String, Value> {
         "agent" => host.agent,
         "chpasswd_command" => host.chpasswd_command,
         "passwd_prompts" => host.passwd_prompts_json,
+        "password_policy" => host.password_policy,
     }
 }
 
@@ -382,6 +403,7 @@ fn write_host(state: AppState, request: Request) -> HandlerFuture {
             chpasswd_command: "/usr/sbin/chpasswd".into(),
             passwd_prompts_json: None,
             created_unix: now_unix(),
+            password_policy: None,
         });
         if let Some(address) = request.string("address")? {
             host.address = address;
@@ -455,6 +477,10 @@ fn write_host(state: AppState, request: Request) -> HandlerFuture {
                 host.passwd_prompts_json = Some(prompts);
             }
         }
+        if let Some(name) = request.string("password_policy")? {
+            super::password::check_named_policy(&state.store, &name)?;
+            host.password_policy = Some(name).filter(|name| !name.is_empty());
+        }
         match host.connection {
             Connection::Ssh if host.site.is_none() => {
                 return Err(ApiError::bad_request(
@@ -525,6 +551,7 @@ fn account_json(account: &AccountRecord) -> Map<String, Value> {
         "rotation_window" => account.rotation_window_secs,
         "auto_reconcile" => account.auto_reconcile,
         "lazy_rotation" => account.lazy_rotation,
+        "password_policy" => account.password_policy,
         "next_vault_rotation" => crate::scheduler::next_rotation(account).map(rfc3339),
         "current_version" => account.current_version,
         "status" => account.status.name(),
@@ -601,6 +628,7 @@ fn write_account(state: AppState, request: Request) -> HandlerFuture {
             created_unix: now_unix(),
             lazy_rotation: false,
             schedule_anchor_unix: None,
+            password_policy: None,
         });
         if let Some(username) = request.string("username")? {
             account.username = username;
@@ -652,6 +680,10 @@ fn write_account(state: AppState, request: Request) -> HandlerFuture {
         }
         if let Some(flag) = request.bool("lazy_rotation")? {
             account.lazy_rotation = flag;
+        }
+        if let Some(name) = request.string("password_policy")? {
+            super::password::check_named_policy(&state.store, &name)?;
+            account.password_policy = Some(name).filter(|name| !name.is_empty());
         }
         if account.rotation_schedule.is_some() && account.rotation_period_secs.is_some() {
             return Err(ApiError::bad_request(
