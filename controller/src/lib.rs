@@ -12,6 +12,7 @@ pub mod config;
 pub mod dispatch;
 pub mod engines;
 pub mod leases;
+pub mod metrics;
 pub mod password_policy;
 pub mod pki;
 pub mod scheduler;

@@ -384,6 +384,7 @@ async fn serve(
         Ok(answer) => answer.render(&request_id),
         Err(error) => error.into_response(),
     };
+    crate::metrics::global().api_request(response.status().as_u16(), started.elapsed());
     tracing::info!(
         request_id = %request_id,
         method = %method,

@@ -1,5 +1,5 @@
-//! The built-in `sys/` backend: health, mounts, policies, capabilities, leases and audit
-//! devices, one file per group, gathered into one path table here.
+//! The built-in `sys/` backend: health, mounts, policies (ACL and password), capabilities,
+//! leases, audit devices and metrics, one file per group, gathered into one path table here.
 //!
 //! Owns the table, the root-protected paths (which also need `sudo`, as Vault's) and the
 //! existence checks that tell `create` from `update`. Must not hold engine logic.
@@ -7,6 +7,7 @@
 mod audit;
 mod capabilities;
 mod leases;
+mod metrics;
 mod mounts;
 mod password_policies;
 mod policies;
@@ -20,6 +21,7 @@ static PATHS: LazyLock<Vec<PathSpec>> = LazyLock::new(|| {
     let mut table = mounts::specs();
     table.extend(policies::specs());
     table.extend(password_policies::specs());
+    table.extend(metrics::specs());
     table.extend(capabilities::specs());
     table.extend(leases::specs());
     table.extend(audit::specs());

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rotor_common::ids::{AgentId, JobId};
 use rotor_common::secret::Password;
@@ -22,11 +22,22 @@ use super::password;
 use super::rotation::{self, Decision, JobEnd, Verified};
 use crate::api::ApiError;
 use crate::dispatch::{DispatchError, Dispatcher, JobTarget};
+use crate::metrics::{self, RotationOutcome, VerificationKind};
 use crate::store::Store;
 
 /// Seconds before a certain failure is retried: doubles per failure, capped at an hour.
 fn retry_backoff_secs(failed_attempts: u32) -> u64 {
     60u64.saturating_mul(1 << failed_attempts.min(6)).min(3600)
+}
+
+/// How the metrics name a rotation's end.
+fn rotation_outcome(report: &AccountReport) -> RotationOutcome {
+    match (report.committed_version, report.status) {
+        (Some(_), _) => RotationOutcome::Committed,
+        (None, AccountStatus::OutOfSync) => RotationOutcome::OutOfSync,
+        (None, AccountStatus::Verifying | AccountStatus::Rotating) => RotationOutcome::Unresolved,
+        (None, AccountStatus::InSync) => RotationOutcome::Failed,
+    }
 }
 
 /// What happened to one account of a rotation.
@@ -278,9 +289,36 @@ impl OsEngine {
         Ok((host, account))
     }
 
-    /// One rotation attempt for a batch (all children of `parent`, or one account alone).
-    /// The caller holds the host lock.
+    /// One rotation attempt for a batch (all children of `parent`, or one account alone),
+    /// counted in the metrics: each account's outcome and the batch's latency. The caller
+    /// holds the host lock.
     async fn rotate_batch(
+        &self,
+        mount: &str,
+        host: &HostRecord,
+        parent: Option<&AccountRecord>,
+        accounts: Vec<AccountRecord>,
+    ) -> Result<Vec<AccountReport>, ApiError> {
+        let started = Instant::now();
+        let batch_size = accounts.len();
+        let result = self.rotate_batch_once(mount, host, parent, accounts).await;
+        let registry = metrics::global();
+        match &result {
+            Ok(reports) => {
+                for report in reports {
+                    registry.rotation_finished(rotation_outcome(report), started.elapsed());
+                }
+            }
+            Err(_) => {
+                for _ in 0..batch_size {
+                    registry.rotation_finished(RotationOutcome::NotStarted, started.elapsed());
+                }
+            }
+        }
+        result
+    }
+
+    async fn rotate_batch_once(
         &self,
         mount: &str,
         host: &HostRecord,
@@ -444,7 +482,15 @@ impl OsEngine {
                 Duration::from_secs(config.connect_timeout_secs + config.step_timeout_secs * 3),
             )
             .await?;
-        match rotation::decide_after_verification(end, candidate) {
+        let verified = rotation::decide_after_verification(end, candidate);
+        let result = match &verified {
+            Verified::Candidate(_) => "candidate_logs_in",
+            Verified::Current => "current_logs_in",
+            Verified::Neither => "neither_logs_in",
+            Verified::Inconclusive(_) => "inconclusive",
+        };
+        metrics::global().verification_finished(VerificationKind::Pending, result);
+        match verified {
             Verified::Candidate(proof) => {
                 let version =
                     model::commit_confirmed(&self.store, mount, host_name, account_name, proof)?;
@@ -551,6 +597,14 @@ impl OsEngine {
             )
             .await?;
         self.remember_host_key(mount, &host, &end);
+        let result = match &end {
+            JobEnd::Answered(JobOutcome::Os(OsOutcome::Login {
+                accepted: Some(0), ..
+            })) => "in_sync",
+            JobEnd::Answered(JobOutcome::Os(OsOutcome::Login { .. })) => "out_of_sync",
+            _ => "not_run",
+        };
+        metrics::global().verification_finished(VerificationKind::Current, result);
         match end {
             JobEnd::Answered(JobOutcome::Os(OsOutcome::Login {
                 accepted: Some(0), ..

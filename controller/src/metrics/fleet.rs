@@ -1,0 +1,75 @@
+//! Gauges read at scrape time from what the controller holds now: accounts by status (the
+//! `out_of_sync` count among them), and per site the enrolled and connected agents and the
+//! jobs in flight.
+//!
+//! Owns reading those figures; it changes nothing. The dispatcher has no queue yet, so jobs
+//! in flight per site stand in for queue depth. Must not count events (`registry.rs` does).
+
+use std::collections::BTreeMap;
+
+use crate::dispatch::{Dispatcher, registry};
+use crate::engines::os::model::{AccountRecord, AccountStatus};
+use crate::store::{Store, StoreError, Table};
+
+/// Agents and work of one site.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SiteGauges {
+    /// Enrolled and not revoked.
+    pub agents_enrolled: u64,
+    pub agents_connected: u64,
+    pub jobs_in_flight: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetGauges {
+    /// Every status, zeros included, so a dashboard sees `out_of_sync 0` rather than nothing.
+    pub accounts_by_status: Vec<(&'static str, u64)>,
+    pub sites: BTreeMap<String, SiteGauges>,
+}
+
+impl FleetGauges {
+    pub fn accounts_out_of_sync(&self) -> u64 {
+        self.accounts_by_status
+            .iter()
+            .find(|(status, _)| *status == AccountStatus::OutOfSync.name())
+            .map(|(_, count)| *count)
+            .unwrap_or(0)
+    }
+}
+
+/// Reads the gauges. Scans every OS account: cost grows with the fleet, paid per scrape.
+pub fn read(store: &Store, dispatcher: &Dispatcher) -> Result<FleetGauges, StoreError> {
+    let statuses = [
+        AccountStatus::InSync,
+        AccountStatus::Rotating,
+        AccountStatus::Verifying,
+        AccountStatus::OutOfSync,
+    ];
+    let mut counts = [0u64; 4];
+    for (_, account) in store.scan::<AccountRecord>(Table::Accounts, "")? {
+        if let Some(index) = statuses.iter().position(|status| *status == account.status) {
+            counts[index] += 1;
+        }
+    }
+    let accounts_by_status = statuses
+        .iter()
+        .zip(counts)
+        .map(|(status, count)| (status.name(), count))
+        .collect();
+    let mut sites: BTreeMap<String, SiteGauges> = BTreeMap::new();
+    for agent in registry::list_agents(store)? {
+        if agent.revoked_unix.is_some() {
+            continue;
+        }
+        let site = sites.entry(agent.site.clone()).or_default();
+        site.agents_enrolled += 1;
+        if let Some(live) = dispatcher.live_status(&agent.id) {
+            site.agents_connected += 1;
+            site.jobs_in_flight += u64::try_from(live.jobs_in_flight).unwrap_or(u64::MAX);
+        }
+    }
+    Ok(FleetGauges {
+        accounts_by_status,
+        sites,
+    })
+}

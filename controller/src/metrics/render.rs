@@ -1,0 +1,369 @@
+//! Rendering the metrics: Prometheus text exposition (`format=prometheus`) and, otherwise,
+//! the JSON shape Vault's `sys/metrics` answers (`Gauges`, `Counters`, `Samples`).
+//!
+//! Owns metric names, help texts and label escaping; both formats come from one list of
+//! families so they never disagree. Must not count or read anything itself.
+
+use serde_json::{Map, Value, json};
+
+use super::fleet::FleetGauges;
+use super::registry::{HistogramSnapshot, RotationOutcome, Snapshot};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum SampleValue {
+    Number(u64),
+    Histogram(HistogramSnapshot),
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    kind: Kind,
+    samples: Vec<(Labels, SampleValue)>,
+}
+
+impl Family {
+    fn new(name: &'static str, help: &'static str, kind: Kind) -> Self {
+        Self {
+            name,
+            help,
+            kind,
+            samples: Vec::new(),
+        }
+    }
+
+    fn number(mut self, labels: Labels, value: u64) -> Self {
+        self.samples.push((labels, SampleValue::Number(value)));
+        self
+    }
+}
+
+const ALL_OUTCOMES: [RotationOutcome; 5] = [
+    RotationOutcome::Committed,
+    RotationOutcome::Failed,
+    RotationOutcome::OutOfSync,
+    RotationOutcome::Unresolved,
+    RotationOutcome::NotStarted,
+];
+
+fn families(counters: &Snapshot, fleet: &FleetGauges) -> Vec<Family> {
+    let mut rotations = Family::new(
+        "rotor_rotations_total",
+        "Account rotations by outcome.",
+        Kind::Counter,
+    );
+    for outcome in ALL_OUTCOMES {
+        let count = counters
+            .rotations
+            .iter()
+            .find(|(label, _)| *label == outcome.label())
+            .map(|(_, count)| *count)
+            .unwrap_or(0);
+        rotations = rotations.number(vec![("outcome", outcome.label().into())], count);
+    }
+    let mut rotation_latency = Family::new(
+        "rotor_rotation_duration_seconds",
+        "Time from a rotation's start to its outcome, verification included.",
+        Kind::Histogram,
+    );
+    rotation_latency.samples.push((
+        Vec::new(),
+        SampleValue::Histogram(counters.rotation_latency.clone()),
+    ));
+    let mut verifications = Family::new(
+        "rotor_verifications_total",
+        "Verification logins by kind (pending candidate, current password) and what they proved.",
+        Kind::Counter,
+    );
+    for (kind, result, count) in &counters.verifications {
+        verifications = verifications.number(
+            vec![("kind", (*kind).into()), ("result", (*result).into())],
+            *count,
+        );
+    }
+    let mut accounts = Family::new("rotor_accounts", "OS accounts by status.", Kind::Gauge);
+    for (status, count) in &fleet.accounts_by_status {
+        accounts = accounts.number(vec![("status", (*status).into())], *count);
+    }
+    let out_of_sync = Family::new(
+        "rotor_accounts_out_of_sync",
+        "OS accounts whose password Rotor cannot prove (neither candidate nor current logs in).",
+        Kind::Gauge,
+    )
+    .number(Vec::new(), fleet.accounts_out_of_sync());
+    let mut enrolled = Family::new(
+        "rotor_agents_enrolled",
+        "Enrolled, not revoked agents per site.",
+        Kind::Gauge,
+    );
+    let mut connected = Family::new(
+        "rotor_agents_connected",
+        "Agents with a live link per site.",
+        Kind::Gauge,
+    );
+    let mut in_flight = Family::new(
+        "rotor_site_jobs_in_flight",
+        "Jobs sent to a site's agents and not yet answered (the dispatcher has no queue).",
+        Kind::Gauge,
+    );
+    for (site, gauges) in &fleet.sites {
+        enrolled = enrolled.number(vec![("site", site.clone())], gauges.agents_enrolled);
+        connected = connected.number(vec![("site", site.clone())], gauges.agents_connected);
+        in_flight = in_flight.number(vec![("site", site.clone())], gauges.jobs_in_flight);
+    }
+    let mut api_requests = Family::new(
+        "rotor_api_requests_total",
+        "HTTP API requests by response status.",
+        Kind::Counter,
+    );
+    for (status, count) in &counters.api_requests {
+        api_requests = api_requests.number(vec![("status", status.to_string())], *count);
+    }
+    let mut api_latency = Family::new(
+        "rotor_api_request_duration_seconds",
+        "Time to answer an HTTP API request.",
+        Kind::Histogram,
+    );
+    api_latency.samples.push((
+        Vec::new(),
+        SampleValue::Histogram(counters.api_latency.clone()),
+    ));
+    vec![
+        rotations,
+        rotation_latency,
+        verifications,
+        accounts,
+        out_of_sync,
+        enrolled,
+        connected,
+        in_flight,
+        api_requests,
+        api_latency,
+    ]
+}
+
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn label_text(labels: &[(&str, String)], extra: Option<(&str, String)>) -> String {
+    let parts: Vec<String> = labels
+        .iter()
+        .map(|(key, value)| (*key, value.clone()))
+        .chain(extra)
+        .map(|(key, value)| format!("{key}=\"{}\"", escape_label(&value)))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("{{{}}}", parts.join(","))
+    }
+}
+
+/// The Prometheus text exposition format (version 0.0.4).
+pub fn prometheus(counters: &Snapshot, fleet: &FleetGauges) -> String {
+    let mut text = String::new();
+    for family in families(counters, fleet) {
+        text.push_str(&format!("# HELP {} {}\n", family.name, family.help));
+        text.push_str(&format!("# TYPE {} {}\n", family.name, family.kind.name()));
+        for (labels, value) in &family.samples {
+            match value {
+                SampleValue::Number(number) => text.push_str(&format!(
+                    "{}{} {number}\n",
+                    family.name,
+                    label_text(labels, None)
+                )),
+                SampleValue::Histogram(histogram) => {
+                    for (bound, count) in &histogram.buckets {
+                        text.push_str(&format!(
+                            "{}_bucket{} {count}\n",
+                            family.name,
+                            label_text(labels, Some(("le", bound.to_string())))
+                        ));
+                    }
+                    text.push_str(&format!(
+                        "{}_bucket{} {}\n",
+                        family.name,
+                        label_text(labels, Some(("le", "+Inf".into()))),
+                        histogram.count
+                    ));
+                    text.push_str(&format!(
+                        "{}_sum{} {}\n",
+                        family.name,
+                        label_text(labels, None),
+                        histogram.sum_seconds
+                    ));
+                    text.push_str(&format!(
+                        "{}_count{} {}\n",
+                        family.name,
+                        label_text(labels, None),
+                        histogram.count
+                    ));
+                }
+            }
+        }
+    }
+    text
+}
+
+fn labels_json(labels: &[(&str, String)]) -> Value {
+    Value::Object(
+        labels
+            .iter()
+            .map(|(key, value)| (key.to_string(), Value::String(value.clone())))
+            .collect::<Map<String, Value>>(),
+    )
+}
+
+/// Vault's JSON shape. Counters are totals since the controller started (Vault's are per
+/// interval); histogram samples are in milliseconds, as Vault's are.
+pub fn vault_json(counters: &Snapshot, fleet: &FleetGauges, timestamp: &str) -> Value {
+    let mut gauges = Vec::new();
+    let mut counter_list = Vec::new();
+    let mut samples = Vec::new();
+    for family in families(counters, fleet) {
+        for (labels, value) in family.samples {
+            match (family.kind, value) {
+                (Kind::Gauge, SampleValue::Number(number)) => gauges.push(json!({
+                    "Name": family.name,
+                    "Value": number,
+                    "Labels": labels_json(&labels),
+                })),
+                (_, SampleValue::Number(number)) => counter_list.push(json!({
+                    "Name": family.name,
+                    "Count": number,
+                    "Sum": number,
+                    "Labels": labels_json(&labels),
+                })),
+                (_, SampleValue::Histogram(histogram)) => {
+                    let sum_ms = histogram.sum_seconds * 1000.0;
+                    let mean_ms = if histogram.count > 0 {
+                        sum_ms / histogram.count as f64
+                    } else {
+                        0.0
+                    };
+                    samples.push(json!({
+                        "Name": family.name,
+                        "Count": histogram.count,
+                        "Sum": sum_ms,
+                        "Mean": mean_ms,
+                        "Labels": labels_json(&labels),
+                    }));
+                }
+            }
+        }
+    }
+    json!({
+        "Timestamp": timestamp,
+        "Gauges": gauges,
+        "Counters": counter_list,
+        "Samples": samples,
+        "Points": [],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use super::super::fleet::SiteGauges;
+    use super::super::registry::{Registry, VerificationKind};
+    use super::*;
+
+    fn example() -> (Snapshot, FleetGauges) {
+        let registry = Registry::new();
+        registry.rotation_finished(RotationOutcome::Committed, Duration::from_millis(80));
+        registry.verification_finished(VerificationKind::Current, "in_sync");
+        registry.api_request(204, Duration::from_millis(2));
+        let mut sites = BTreeMap::new();
+        sites.insert(
+            "dc\"1".to_string(),
+            SiteGauges {
+                agents_enrolled: 2,
+                agents_connected: 1,
+                jobs_in_flight: 3,
+            },
+        );
+        let fleet = FleetGauges {
+            accounts_by_status: vec![("in_sync", 4), ("out_of_sync", 1)],
+            sites,
+        };
+        (registry.snapshot(), fleet)
+    }
+
+    #[test]
+    fn prometheus_text_has_types_labels_and_cumulative_buckets() {
+        let (counters, fleet) = example();
+        let text = prometheus(&counters, &fleet);
+        for line in [
+            "# TYPE rotor_rotations_total counter",
+            "rotor_rotations_total{outcome=\"committed\"} 1",
+            "rotor_rotations_total{outcome=\"out_of_sync\"} 0",
+            "rotor_rotation_duration_seconds_bucket{le=\"0.05\"} 0",
+            "rotor_rotation_duration_seconds_bucket{le=\"0.1\"} 1",
+            "rotor_rotation_duration_seconds_bucket{le=\"+Inf\"} 1",
+            "rotor_rotation_duration_seconds_count 1",
+            "rotor_verifications_total{kind=\"current\",result=\"in_sync\"} 1",
+            "rotor_accounts_out_of_sync 1",
+            "rotor_agents_connected{site=\"dc\\\"1\"} 1",
+            "rotor_site_jobs_in_flight{site=\"dc\\\"1\"} 3",
+            "rotor_api_requests_total{status=\"204\"} 1",
+            "# TYPE rotor_api_request_duration_seconds histogram",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn json_has_vaults_sections() {
+        let (counters, fleet) = example();
+        let body = vault_json(&counters, &fleet, "2026-11-24 16:00:00 +0000 UTC");
+        let gauge = body["Gauges"]
+            .as_array()
+            .and_then(|gauges| {
+                gauges
+                    .iter()
+                    .find(|g| g["Name"] == "rotor_accounts_out_of_sync")
+            })
+            .expect("out_of_sync gauge");
+        assert_eq!(gauge["Value"], 1);
+        let counter = body["Counters"]
+            .as_array()
+            .and_then(|counters| {
+                counters
+                    .iter()
+                    .find(|c| c["Name"] == "rotor_api_requests_total")
+            })
+            .expect("api counter");
+        assert_eq!(counter["Count"], 1);
+        assert_eq!(counter["Labels"]["status"], "204");
+        assert_eq!(body["Samples"].as_array().map(Vec::len), Some(2));
+        assert_eq!(body["Points"], json!([]));
+    }
+}
