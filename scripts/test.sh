@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or a warm one: installs what the tests need
-# (debootstrap, curl, sshpass), builds the Debian test-host image when it is missing, checks
+# (debootstrap, curl, sshpass, hvac in a Python venv), builds the Debian test-host image when it is missing, checks
 # formatting and lints, builds Rotor and runs every test (unit and end-to-end).
 #
 # Caches live outside the clone so a fresh clone reuses them:
-#   $ROTOR_CACHE (default /var/cache/rotor): target/ (cargo) and images/ (the host image tarball)
+#   $ROTOR_CACHE (default /var/cache/rotor): target/ (cargo), images/ (the host image tarball)
+#   and venv/ (Python with hvac, for the hvac scenario; exported as ROTOR_HVAC_PYTHON)
 # ROTOR_E2E=skip skips the container scenarios (they then say so loudly); nothing else does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,6 +43,33 @@ if [ "${ROTOR_E2E:-}" != "skip" ]; then
   step "test host image"
   bash tests/image/build-image.sh
 fi
+
+step "python client (hvac)"
+# The hvac scenario (tests/tests/core_services_hvac.rs) drives Rotor with the Python Vault
+# client. hvac lives in a venv under the cache, made once and reused.
+venv="$ROTOR_CACHE/venv"
+if ! "$venv/bin/python" -c "import hvac" >/dev/null 2>&1; then
+  if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c "import ensurepip" >/dev/null 2>&1; then
+    if [ "$(id -u)" != 0 ]; then
+      echo "python3 with venv is missing and not root: install it (apt-get install python3 python3-venv)" >&2
+      exit 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null
+  fi
+  if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+  fi
+  if ! "$venv/bin/python" -m pip install -q --disable-pip-version-check hvac; then
+    if [ "${ROTOR_E2E:-}" = "skip" ]; then
+      echo "installing hvac failed; ROTOR_E2E=skip is set, so the hvac scenario will be skipped" >&2
+    else
+      echo "installing hvac into $venv failed (is PyPI reachable?); the hvac scenario cannot run" >&2
+      exit 1
+    fi
+  fi
+fi
+export ROTOR_HVAC_PYTHON="$venv/bin/python"
 
 step "format"
 cargo fmt --all -- --check

@@ -198,9 +198,10 @@ fn token_from_headers(headers: &HeaderMap) -> Option<String> {
 }
 
 fn operation_for(method: &Method, query: &HashMap<String, String>) -> Result<Operation, ApiError> {
+    // Vault reads `list` with Go's strconv.ParseBool; hvac sends `list=True`.
     let listing = query
         .get("list")
-        .is_some_and(|value| matches!(value.as_str(), "true" | "1"));
+        .is_some_and(|value| matches!(value.as_str(), "1" | "t" | "T" | "true" | "True" | "TRUE"));
     match method.as_str() {
         "GET" if listing => Ok(Operation::List),
         "GET" => Ok(Operation::Read),
@@ -683,4 +684,40 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<TokenContext, A
         found.record,
         acl,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect()
+    }
+
+    /// `?list=` is read as Go's ParseBool reads it (hvac sends `list=True`).
+    #[test]
+    fn list_query_accepts_gos_boolean_spellings() {
+        for spelling in ["1", "t", "T", "true", "True", "TRUE"] {
+            assert_eq!(
+                operation_for(&Method::GET, &query(&[("list", spelling)])).expect("op"),
+                Operation::List,
+                "list={spelling}"
+            );
+        }
+        for spelling in ["0", "false", "False", "no", ""] {
+            assert_eq!(
+                operation_for(&Method::GET, &query(&[("list", spelling)])).expect("op"),
+                Operation::Read,
+                "list={spelling}"
+            );
+        }
+        let method = Method::from_bytes(b"LIST").expect("method");
+        assert_eq!(
+            operation_for(&method, &query(&[])).expect("op"),
+            Operation::List
+        );
+    }
 }

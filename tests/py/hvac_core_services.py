@@ -1,0 +1,165 @@
+"""Vault's core services as hvac (the Python Vault client) drives them, against `rotor server -dev`.
+
+Run by tests/tests/core_services_hvac.rs, which starts the server, creates the host `web` with
+the accounts `app` and `mgmt-root` (their passwords come in ROTOR_APP_PASSWORD and
+ROTOR_MGMT_PASSWORD), and afterwards scans the audit log this script enables for every secret
+it wrote to ROTOR_SECRETS_OUT.
+
+Environment: ROTOR_ADDR, ROTOR_CACERT, ROTOR_ROOT_TOKEN, ROTOR_AUDIT_FILE, ROTOR_SECRETS_OUT,
+ROTOR_APP_PASSWORD, ROTOR_MGMT_PASSWORD. Exits non-zero with the failed check on stderr.
+"""
+
+import os
+import sys
+
+import hvac
+from hvac import exceptions
+
+ADDR = os.environ["ROTOR_ADDR"]
+CACERT = os.environ["ROTOR_CACERT"]
+ROOT = os.environ["ROTOR_ROOT_TOKEN"]
+AUDIT_FILE = os.environ["ROTOR_AUDIT_FILE"]
+SECRETS_OUT = os.environ["ROTOR_SECRETS_OUT"]
+APP_PASSWORD = os.environ["ROTOR_APP_PASSWORD"]
+
+APPS_POLICY = """
+# What an application may do: read the OS engine, never the management accounts.
+path "os/*" {
+  capabilities = ["read", "list"]
+}
+path "os/hosts/+/accounts/mgmt-*" {
+  capabilities = ["deny"]
+}
+path "auth/token/create" {
+  capabilities = ["update"]
+}
+"""
+
+APP_CREDS = "os/hosts/web/accounts/app/creds"
+MGMT_CREDS = "os/hosts/web/accounts/mgmt-root/creds"
+
+secrets = []
+
+
+def check(condition, what):
+    if not condition:
+        raise AssertionError(what)
+    print(f"ok: {what}", flush=True)
+
+
+def client(token):
+    return hvac.Client(url=ADDR, token=token, verify=CACERT)
+
+
+def refused(call, what):
+    """The call must be refused with 403 (hvac raises Forbidden)."""
+    try:
+        call()
+    except exceptions.Forbidden:
+        print(f"ok: refused: {what}", flush=True)
+        return
+    raise AssertionError(f"not refused: {what}")
+
+
+def new_token(creator, **options):
+    answer = creator.auth.token.create(**options)
+    token = answer["auth"]["client_token"]
+    secrets.append(token)
+    return token, answer["auth"]
+
+
+def main():
+    root = client(ROOT)
+    check(root.is_authenticated(), "the root token authenticates")
+
+    root.sys.enable_audit_device(
+        device_type="file", path="file", options={"file_path": AUDIT_FILE}
+    )
+    check("file/" in root.sys.list_enabled_audit_devices()["data"], "audit device listed")
+
+    # Policies through the legacy sys/policy path hvac uses, and the new one.
+    root.sys.create_or_update_policy(name="apps", policy=APPS_POLICY)
+    check("apps" in root.sys.list_policies()["data"]["policies"], "policy listed")
+    check(
+        'os/hosts/+/accounts/mgmt-*' in root.sys.read_policy("apps")["data"]["rules"],
+        "policy reads back",
+    )
+    check(
+        root.sys.read_acl_policy("apps")["data"]["policy"].strip() == APPS_POLICY.strip(),
+        "policy reads back from sys/policies/acl",
+    )
+
+    # A token with the policy reads what it allows and is denied the rest.
+    token, auth = new_token(root, policies=["apps"], ttl="1h")
+    check(sorted(auth["policies"]) == ["apps", "default"], "token carries apps and default")
+    check(auth["lease_duration"] == 3600, "token ttl is 1h")
+    app = client(token)
+    check(app.is_authenticated(), "the apps token authenticates")
+    creds = app.read(APP_CREDS)
+    check(creds["data"]["password"] == APP_PASSWORD, "apps token reads the app account's password")
+    check("web" in app.list("os/hosts")["data"]["keys"], "apps token lists hosts")
+    refused(lambda: app.read(MGMT_CREDS), "apps token reading a mgmt-* account (deny)")
+    refused(lambda: app.read("os/hosts/web/accounts/mgmt-root"), "apps token reading mgmt-root itself")
+    refused(
+        lambda: app.write("os/hosts/web/accounts/app/rotate"),
+        "apps token rotating (no update capability)",
+    )
+    refused(lambda: app.sys.list_mounted_secrets_engines(), "apps token reading sys/mounts")
+    refused(
+        lambda: app.sys.create_or_update_policy(name="mine", policy='path "*" { capabilities = ["sudo"] }'),
+        "apps token writing a policy",
+    )
+    caps = app.sys.get_capabilities(paths=[MGMT_CREDS, APP_CREDS])["data"]
+    check(caps[MGMT_CREDS] == ["deny"], "capabilities-self: deny on mgmt-*")
+    check(sorted(caps[APP_CREDS]) == ["list", "read"], "capabilities-self: read, list on app")
+
+    # Accessors: look up without the token's value, then revoke by accessor.
+    other, other_auth = new_token(root, policies=["apps"])
+    seen = root.auth.token.lookup_accessor(other_auth["accessor"])["data"]
+    check(seen["id"] == "" and "apps" in seen["policies"], "lookup-accessor hides the token")
+    root.auth.token.revoke_accessor(other_auth["accessor"])
+    refused(lambda: client(other).read(APP_CREDS), "token revoked by accessor")
+
+    # A child of the apps token dies with its parent.
+    child, _ = new_token(app, policies=["apps"])
+    check(client(child).read(APP_CREDS) is not None, "child token reads")
+    try:
+        app.auth.token.create(policies=["root"])
+        raise AssertionError("a non-root token created a root token")
+    except exceptions.InvalidRequest:
+        print("ok: apps token may not create a root token", flush=True)
+
+    # Renewal of one's own token.
+    renewed = app.auth.token.renew_self(increment="2h")
+    check(renewed["auth"]["lease_duration"] == 7200, "renew-self extends to 2h")
+
+    root.auth.token.revoke(token)
+    check(not app.is_authenticated(), "the revoked token no longer authenticates")
+    refused(lambda: app.read(APP_CREDS), "revoked token reading")
+    refused(lambda: client(child).read(APP_CREDS), "child of the revoked token reading")
+
+    # A limited-use token works exactly num_uses times.
+    limited, _ = new_token(root, policies=["apps"], num_uses=2)
+    limited_client = client(limited)
+    check(limited_client.read(APP_CREDS) is not None, "limited token: use 1")
+    check(limited_client.read(APP_CREDS) is not None, "limited token: use 2")
+    refused(lambda: limited_client.read(APP_CREDS), "limited token: use 3")
+
+    # The audit log holds the HMAC sys/audit-hash computes, never the value.
+    hashed = root.sys.calculate_hash(path="file", input_to_hash=APP_PASSWORD)["data"]["hash"]
+    with open(AUDIT_FILE, encoding="utf-8") as log:
+        text = log.read()
+    check(hashed in text, "the password's audit-hash appears in the audit log")
+    check(APP_PASSWORD not in text, "the password does not appear in clear")
+
+    with open(SECRETS_OUT, "w", encoding="utf-8") as out:
+        out.write("\n".join(secrets) + "\n")
+    print("ALL CHECKS PASSED", flush=True)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception as error:  # noqa: BLE001 - report any failure with its type
+        print(f"FAILED: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+        sys.exit(1)
