@@ -1,7 +1,7 @@
 //! Shared by the `ssh_ca_*` scenarios: writing JSON bodies through the `rotor` CLI (maps
 //! such as `default_extensions` only travel as JSON), reading `ssh-keygen -L`, and, on
-//! container hosts, installing files, trusting the CA in sshd and logging in with a key and
-//! its certificate.
+//! container hosts, installing files, restarting sshd and logging in with a key and its
+//! certificate.
 //!
 //! Asserts nothing about Rotor itself; the scenarios do. Private keys reach containers only
 //! on stdin, never on a command line.
@@ -19,7 +19,11 @@ use crate::support::{Controller, binary};
 
 /// Runs `rotor write -format=json PATH -` with `body` on stdin; answers the exit code,
 /// stdout and stderr.
-pub fn write_raw(controller: &Controller, path: &str, body: &Value) -> Result<(i32, String, String)> {
+pub fn write_raw(
+    controller: &Controller,
+    path: &str,
+    body: &Value,
+) -> Result<(i32, String, String)> {
     let mut child = Command::new(binary("rotor")?)
         .args(["write", "-format=json", path, "-"])
         .env("ROTOR_ADDR", &controller.address)
@@ -167,25 +171,16 @@ pub fn put_file(host: &Host, path: &str, mode: &str, content: &[u8]) -> Result<(
 
 /// Restarts sshd so it rereads its configuration.
 pub fn restart_sshd(host: &Host) -> Result<()> {
-    host.exec("sshd -t").context("sshd -t refused the configuration")?;
+    host.exec("sshd -t")
+        .context("sshd -t refused the configuration")?;
     host.stop_sshd()?;
     host.start_sshd()
 }
 
-/// Makes `host`'s sshd trust user certificates signed by `ca_public_key`.
-pub fn trust_user_ca(host: &Host, ca_public_key: &str) -> Result<()> {
-    put_file(host, "/etc/ssh/rotor_user_ca.pub", "644", ca_public_key.as_bytes())?;
-    put_file(
-        host,
-        "/etc/ssh/sshd_config.d/10-rotor-user-ca.conf",
-        "644",
-        b"TrustedUserCAKeys /etc/ssh/rotor_user_ca.pub\n",
-    )?;
-    restart_sshd(host)
-}
-
 /// Runs `ssh` on `client` as `user` to `destination` with the identity `key` and the
-/// certificate `certificate`, never a password; `options` are extra `-o` settings.
+/// certificate `certificate`, never a password. `options` are extra `-o` settings; they
+/// come first, so they win over the defaults here (ssh keeps the first value it reads).
+/// Without a `StrictHostKeyChecking` option the host key is not checked at all.
 pub fn ssh_with_certificate(
     client: &Host,
     key: &str,
@@ -202,17 +197,26 @@ pub fn ssh_with_certificate(
         "-i".into(),
         key.into(),
     ];
-    let mut settings = vec![
-        format!("CertificateFile={certificate}"),
-        "IdentitiesOnly=yes".into(),
-        "BatchMode=yes".into(),
-        "PasswordAuthentication=no".into(),
-        "KbdInteractiveAuthentication=no".into(),
-        "PreferredAuthentications=publickey".into(),
-        "ConnectTimeout=5".into(),
-        "LogLevel=ERROR".into(),
-    ];
-    settings.extend(options.iter().map(|option| option.to_string()));
+    let mut settings: Vec<String> = options.iter().map(|option| option.to_string()).collect();
+    settings.extend(
+        [
+            format!("CertificateFile={certificate}"),
+            "IdentitiesOnly=yes".into(),
+            "BatchMode=yes".into(),
+            "PasswordAuthentication=no".into(),
+            "KbdInteractiveAuthentication=no".into(),
+            "PreferredAuthentications=publickey".into(),
+            "ConnectTimeout=5".into(),
+            "LogLevel=ERROR".into(),
+        ]
+        .into_iter()
+        .filter(|setting| {
+            let name = setting.split('=').next().unwrap_or_default();
+            !options
+                .iter()
+                .any(|option| option.starts_with(&format!("{name}=")))
+        }),
+    );
     if !options
         .iter()
         .any(|option| option.starts_with("StrictHostKeyChecking"))
