@@ -239,6 +239,17 @@ pub async fn run(mode: Mode) -> Result<()> {
             dev_mode,
         },
     )?);
+    // The ssh engine's OTPs: their leases end them, and agents' PAM helpers verify them.
+    services.leases.register_revoker(
+        crate::engines::ssh::otp::SECRET_KIND,
+        Arc::new(crate::engines::ssh::otp::OtpRevoker {
+            store: store.clone(),
+        }),
+    );
+    dispatcher.set_otp_verifier(crate::engines::ssh::otp::verifier(
+        store.clone(),
+        services.leases.clone(),
+    ));
     // Leases expire and failed revocations retry; expired tokens are revoked with their
     // children and leases.
     tokio::spawn(crate::leases::sweeper::run(

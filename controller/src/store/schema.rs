@@ -40,10 +40,14 @@ pub enum Table {
     LeaseOwners,
     /// Enabled audit devices, keyed by path with a trailing slash; HMAC keys sealed.
     AuditDevices,
+    /// Issued SSH OTPs, keyed by the SHA-256 of the OTP (never the OTP itself).
+    SshOtps,
+    /// Which agent serves a host address for OTPs, keyed by `<mount><ip>`.
+    SshOtpBindings,
 }
 
 impl Table {
-    pub const ALL: [Table; 16] = [
+    pub const ALL: [Table; 18] = [
         Table::Meta,
         Table::Agents,
         Table::EnrollmentTokens,
@@ -60,6 +64,8 @@ impl Table {
         Table::Leases,
         Table::LeaseOwners,
         Table::AuditDevices,
+        Table::SshOtps,
+        Table::SshOtpBindings,
     ];
 
     pub fn name(self) -> &'static str {
@@ -80,12 +86,14 @@ impl Table {
             Table::Leases => "leases",
             Table::LeaseOwners => "lease_owners",
             Table::AuditDevices => "audit_devices",
+            Table::SshOtps => "ssh_otps",
+            Table::SshOtpBindings => "ssh_otp_bindings",
         }
     }
 }
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 const SCHEMA_VERSION_KEY: &str = "schema_version";
 
 /// Brings the store to [`SCHEMA_VERSION`], one step at a time, each step in its own
@@ -123,6 +131,12 @@ pub(super) fn migrate(store: &Store) -> StoreResult<()> {
                         Table::LeaseOwners,
                         Table::AuditDevices,
                     ] {
+                        tx.scan::<serde_json::Value>(table, "\u{10ffff}")?;
+                    }
+                }
+                // 3 → 4: the ssh engine's OTPs and address bindings.
+                3 => {
+                    for table in [Table::SshOtps, Table::SshOtpBindings] {
                         tx.scan::<serde_json::Value>(table, "\u{10ffff}")?;
                     }
                 }

@@ -7,12 +7,15 @@
 //! - `roles.rs`: the role record (`key_type` ca | otp) and its API form.
 //! - `policy.rs`: the pure decisions: what a request may get from a role.
 //! - `sign.rs`: building and signing a certificate with ssh-key.
+//! - `otp.rs`: one-time passwords: creds under a lease, lookup, zero-address roles,
+//!   verify-and-consume (HTTP and the agents' PAM helper), address-to-agent bindings.
 //! - `paths.rs`: the HTTP surface.
 //!
 //! Touches no host and no agent: certificates are checked by the hosts' own sshd.
 
 pub mod ca;
 pub mod keys;
+pub mod otp;
 pub mod paths;
 pub mod policy;
 pub mod roles;

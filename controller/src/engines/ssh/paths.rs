@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::ca::{self, CaKey};
 use super::keys::{self, KeySpec};
+use super::otp;
 use super::policy::{self, CertificatePlan, CertificateRequest, Refusal};
 use super::roles::{self, SshRole, string_map};
 use super::sign::{self, Signed};
@@ -169,7 +170,7 @@ const ROLE_FIELDS: &[Field] = &[
     Field::new(
         "ttl",
         FieldKind::Duration,
-        "ca: certificate life when a request names none",
+        "ca: certificate life when a request names none; otp: life of an OTP and its lease (default 10m)",
     ),
     Field::new(
         "max_ttl",
@@ -251,6 +252,37 @@ const ISSUE_FIELDS: &[Field] = &[
     CERTIFICATE_OPTION_FIELDS[5],
 ];
 
+const CREDS_FIELDS: &[Field] = &[
+    Field::new(
+        "ip",
+        FieldKind::String,
+        "address of the host the OTP is for",
+    )
+    .required(),
+    Field::new(
+        "username",
+        FieldKind::String,
+        "account on the host (default: the role's default_user)",
+    ),
+];
+
+const IP_FIELDS: &[Field] = &[Field::new("ip", FieldKind::String, "a host address").required()];
+
+const VERIFY_FIELDS: &[Field] =
+    &[Field::new("otp", FieldKind::String, "the one-time password to check").sensitive()];
+
+const ZEROADDRESS_FIELDS: &[Field] = &[Field::new(
+    "roles",
+    FieldKind::StringList,
+    "otp roles that may give OTPs for any address",
+)];
+
+const BINDING_FIELDS: &[Field] = &[Field::new(
+    "agent",
+    FieldKind::String,
+    "id of the agent whose PAM helper serves this address",
+)];
+
 static PATHS: LazyLock<Vec<PathSpec>> = LazyLock::new(|| {
     let spec = |pattern, synopsis, fields, operations| PathSpec {
         pattern,
@@ -304,6 +336,45 @@ static PATHS: LazyLock<Vec<PathSpec>> = LazyLock::new(|| {
             "Generates a key pair and signs it, within the role's limits.",
             ISSUE_FIELDS,
             vec![(Operation::Write, issue_key)],
+        ),
+        spec(
+            "creds/{role}",
+            "A one-time password for a host address and user, under a lease (otp roles).",
+            CREDS_FIELDS,
+            vec![(Operation::Write, otp::creds)],
+        ),
+        spec(
+            "lookup",
+            "The otp roles that cover an address.",
+            IP_FIELDS,
+            vec![(Operation::Write, otp::lookup)],
+        ),
+        PathSpec {
+            pattern: "verify",
+            synopsis: "Verifies and consumes an OTP (unauthenticated, as in the reference).",
+            fields: VERIFY_FIELDS,
+            operations: vec![(Operation::Write, otp::verify)],
+            unauthenticated: true,
+        },
+        spec(
+            "config/zeroaddress",
+            "Otp roles that give OTPs for any address: read, write roles, delete.",
+            ZEROADDRESS_FIELDS,
+            vec![
+                (Operation::Read, otp::read_zeroaddress as fn(_, _) -> _),
+                (Operation::Write, otp::write_zeroaddress),
+                (Operation::Delete, otp::delete_zeroaddress),
+            ],
+        ),
+        spec(
+            "config/otp_bindings/{ip}",
+            "Which agent's PAM helper may consume OTPs for an address (learned at first use, or set here).",
+            BINDING_FIELDS,
+            vec![
+                (Operation::Read, otp::read_binding as fn(_, _) -> _),
+                (Operation::Write, otp::write_binding),
+                (Operation::Delete, otp::delete_binding),
+            ],
         ),
     ]
 });
@@ -476,11 +547,11 @@ fn delete_role(state: AppState, request: Request) -> HandlerFuture {
     })
 }
 
-/// `{{token_display_name}}`: the API hands handlers only the token's accessor and
-/// policies, so a root token is `root` and any other token its accessor.
+/// `{{token_display_name}}`: the token's display name as Vault gives it (`root`, `token`,
+/// `token-<name>`).
 fn token_display_name(request: &Request) -> String {
     match &request.token {
-        Some(token) if token.policies.iter().any(|policy| policy == "root") => "root".into(),
+        Some(token) if !token.record.display_name.is_empty() => token.record.display_name.clone(),
         Some(token) => token.accessor.clone(),
         None => "anonymous".into(),
     }

@@ -100,6 +100,9 @@ pub struct OtpSettings {
     pub cidr_list: Vec<String>,
     pub exclude_cidr_list: Vec<String>,
     pub port: u16,
+    /// How long an OTP (and its lease) lives; `None`: the engine's default.
+    #[serde(default)]
+    pub ttl_secs: Option<u64>,
 }
 
 /// What a CA role adds.
@@ -317,7 +320,11 @@ pub fn parse_role(name: &str, request: &Request) -> Result<(SshRole, Vec<String>
         RoleKeyType::Otp => &CA_ONLY,
         RoleKeyType::Ca => &OTP_ONLY,
     };
-    for field in ignored.iter().filter(|field| present(field)) {
+    for field in ignored
+        .iter()
+        .filter(|field| present(field))
+        .filter(|field| !(key_type == RoleKeyType::Otp && **field == "ttl"))
+    {
         warnings.push(format!(
             "field '{field}' does not apply to key_type={} roles; it was ignored",
             key_type.name()
@@ -375,6 +382,7 @@ fn parse_otp(request: &Request, default_user: &str) -> Result<OtpSettings, ApiEr
         cidr_list,
         exclude_cidr_list,
         port,
+        ttl_secs: seconds(request, "ttl")?,
     })
 }
 
@@ -469,6 +477,7 @@ pub fn role_json(role: &SshRole) -> Map<String, Value> {
             "cidr_list" => otp.cidr_list.join(","),
             "exclude_cidr_list" => otp.exclude_cidr_list.join(","),
             "port" => otp.port,
+            "ttl" => format_duration(otp.ttl_secs.unwrap_or(0)),
         }),
         RoleSettings::Ca(ca) => data.extend(data_map! {
             "default_user_template" => false,
@@ -564,6 +573,7 @@ mod tests {
                 cidr_list: vec!["10.0.0.0/8".into()],
                 exclude_cidr_list: Vec::new(),
                 port: 22,
+                ttl_secs: None,
             }),
             created_unix: 1,
         };
