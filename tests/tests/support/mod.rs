@@ -6,6 +6,8 @@
 //! anything about Rotor's behaviour: scenarios do that.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
