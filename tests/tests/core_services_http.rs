@@ -796,3 +796,207 @@ fn cli_login_policy_token_and_lease_commands() -> Result<()> {
     assert_eq!(run(&["policy", "read", "ops"])?.status.code(), Some(2));
     Ok(())
 }
+
+fn lease_exists(controller: &Controller, lease_id: &str) -> Result<bool> {
+    let (status, body) = curl(
+        controller,
+        "PUT",
+        "sys/leases/lookup",
+        Some(&controller.token),
+        Some(&json!({"lease_id": lease_id})),
+    )?;
+    match status {
+        200 => Ok(true),
+        400 if first_error(&body).contains("lease not found") => Ok(false),
+        other => bail!("sys/leases/lookup answered {other}: {body}"),
+    }
+}
+
+/// One OTP from `ssh/creds/otp` as `token`: (otp, lease id).
+fn otp_lease(controller: &Controller, token: &str) -> Result<(String, String)> {
+    let answer = ok(
+        controller,
+        "POST",
+        "ssh/creds/otp",
+        token,
+        Some(json!({"ip": "192.0.2.7"})),
+    )?;
+    let key = answer["data"]["key"]
+        .as_str()
+        .context("no key")?
+        .to_string();
+    let lease = answer["lease_id"]
+        .as_str()
+        .context("no lease_id")?
+        .to_string();
+    assert!(lease.starts_with("ssh/creds/otp/"), "{lease}");
+    Ok((key, lease))
+}
+
+/// Leases are tied to the token that got the secret: revoking the token (or its parent)
+/// revokes its leases and nobody else's. The CLI looks leases up, refuses to renew a
+/// non-renewable one, and revokes by id and by prefix. The OTPs never reach the audit log.
+#[test]
+fn revoking_a_token_revokes_its_leases() -> Result<()> {
+    let controller = Controller::start_dev()?;
+    let root = controller.token.clone();
+    let log = controller.dir.path().join("audit.log");
+    ok(
+        &controller,
+        "PUT",
+        "sys/audit/file",
+        &root,
+        Some(json!({"type": "file", "options": {"file_path": log.display().to_string()}})),
+    )?;
+    ok(
+        &controller,
+        "POST",
+        "ssh/roles/otp",
+        &root,
+        Some(json!({"key_type": "otp", "default_user": "app1", "cidr_list": "192.0.2.0/24"})),
+    )?;
+    ok(
+        &controller,
+        "PUT",
+        "sys/policies/acl/otp",
+        &root,
+        Some(
+            json!({"policy": "path \"ssh/creds/otp\" { capabilities = [\"update\"] }\npath \"auth/token/create\" { capabilities = [\"update\"] }"}),
+        ),
+    )?;
+    let (holder, _) = create_token(&controller, &root, json!({"policies": ["otp"]}))?;
+    let (child, _) = create_token(&controller, &holder, json!({"policies": ["otp"]}))?;
+    let (bystander, _) = create_token(&controller, &root, json!({"policies": ["otp"]}))?;
+    let mut otps = Vec::new();
+    let (otp, own_lease) = otp_lease(&controller, &holder)?;
+    otps.push(otp);
+    let (otp, child_lease) = otp_lease(&controller, &child)?;
+    otps.push(otp);
+    let (otp, other_lease) = otp_lease(&controller, &bystander)?;
+    otps.push(otp);
+    let (otp, root_lease) = otp_lease(&controller, &root)?;
+    otps.push(otp);
+    for lease in [&own_lease, &child_lease, &other_lease, &root_lease] {
+        assert!(lease_exists(&controller, lease)?, "{lease} after issue");
+    }
+    let listed = ok(
+        &controller,
+        "LIST",
+        "sys/leases/lookup/ssh/creds/otp",
+        &root,
+        None,
+    )?;
+    assert_eq!(
+        listed["data"]["keys"].as_array().map(Vec::len),
+        Some(4),
+        "{listed}"
+    );
+
+    ok(
+        &controller,
+        "POST",
+        "auth/token/revoke",
+        &root,
+        Some(json!({"token": holder})),
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lease_exists(&controller, &own_lease)? || lease_exists(&controller, &child_lease)? {
+        assert!(
+            Instant::now() < deadline,
+            "the revoked tokens' leases still exist after 10s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        lease_exists(&controller, &other_lease)?,
+        "another token's lease was revoked"
+    );
+    assert!(
+        lease_exists(&controller, &root_lease)?,
+        "root's lease was revoked"
+    );
+
+    // The CLI on the remaining leases.
+    let cli = |args: &[&str]| -> Result<Output> { controller.cli(args) };
+    let looked = stdout_of(
+        &cli(&["lease", "lookup", "-format=json", &other_lease])?,
+        "lease lookup",
+    )?;
+    let looked: Value = serde_json::from_str(&looked)?;
+    assert_eq!(looked["data"]["id"], other_lease.as_str(), "{looked}");
+    let output = cli(&["lease", "renew", &other_lease])?;
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "an OTP lease is not renewable"
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("not renewable"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout_of(&cli(&["lease", "revoke", &other_lease])?, "lease revoke")?;
+    assert!(!lease_exists(&controller, &other_lease)?);
+    stdout_of(
+        &cli(&["lease", "revoke", "-prefix", "ssh/creds/otp"])?,
+        "lease revoke -prefix",
+    )?;
+    assert!(!lease_exists(&controller, &root_lease)?);
+
+    let text = std::fs::read_to_string(&log)?;
+    for secret in otps.iter().chain([&holder, &child, &bystander, &root]) {
+        assert!(
+            !text.contains(secret.as_str()),
+            "a secret in clear in the audit log"
+        );
+    }
+    Ok(())
+}
+
+/// Root-protected paths need `sudo` on top of the operation's capability, as in Vault.
+#[test]
+fn root_protected_paths_need_sudo() -> Result<()> {
+    let controller = Controller::start_dev()?;
+    let root = controller.token.clone();
+    let log = controller.dir.path().join("audit.log");
+    let body = json!({"type": "file", "options": {"file_path": log.display().to_string()}});
+    for (name, capabilities) in [
+        (
+            "nosudo",
+            r#"["create", "read", "update", "delete", "list"]"#,
+        ),
+        (
+            "withsudo",
+            r#"["create", "read", "update", "delete", "list", "sudo"]"#,
+        ),
+    ] {
+        let policy = format!(
+            "path \"sys/audit*\" {{ capabilities = {capabilities} }}\npath \"sys/leases/*\" {{ capabilities = {capabilities} }}\npath \"auth/token/*\" {{ capabilities = {capabilities} }}"
+        );
+        ok(
+            &controller,
+            "PUT",
+            &format!("sys/policies/acl/{name}"),
+            &root,
+            Some(json!({ "policy": policy })),
+        )?;
+    }
+    let (without, _) = create_token(&controller, &root, json!({"policies": ["nosudo"]}))?;
+    let (with, _) = create_token(&controller, &root, json!({"policies": ["withsudo"]}))?;
+    let checks: [(&str, &str, Option<&Value>); 4] = [
+        ("PUT", "sys/audit/file", Some(&body)),
+        ("GET", "sys/audit", None),
+        ("LIST", "sys/leases/lookup/ssh", None),
+        ("LIST", "auth/token/accessors", None),
+    ];
+    for (method, path, body) in checks {
+        let (status, answer) = curl(&controller, method, path, Some(&without), body)?;
+        assert_eq!(status, 403, "{method} {path} without sudo: {answer}");
+        let (status, answer) = curl(&controller, method, path, Some(&with), body)?;
+        assert!(
+            (200..300).contains(&status),
+            "{method} {path} with sudo answered {status}: {answer}"
+        );
+    }
+    Ok(())
+}
