@@ -81,6 +81,35 @@ fn policies_are_validated_generate_obeying_passwords_and_gate_the_os_engine() ->
     }
     assert_eq!(seen.len(), 25, "generated passwords repeat");
 
+    // One-line blocks, as Vault's older parser takes them.
+    let one_line = "length = 6\nrule \"charset\" { charset = \"xyz\" min-chars = 6 }";
+    let written = request(
+        &controller,
+        "POST",
+        "sys/policies/password/one-line",
+        Some(&json!({ "policy": one_line })),
+    )?;
+    assert_eq!(written.status, 204, "{}", written.text);
+    let generated = request(
+        &controller,
+        "GET",
+        "sys/policies/password/one-line/generate",
+        None,
+    )?;
+    let password = generated.json["data"]["password"].as_str().unwrap_or("");
+    assert!(
+        password.len() == 6 && password.chars().all(|c| "xyz".contains(c)),
+        "{}",
+        generated.text
+    );
+    let deleted = request(
+        &controller,
+        "DELETE",
+        "sys/policies/password/one-line",
+        None,
+    )?;
+    assert_eq!(deleted.status, 204, "{}", deleted.text);
+
     // Impossible policies: a 400 that says why, and nothing stored.
     let too_many = "length = 4\nrule \"charset\" {\n  charset = \"ab\"\n  min-chars = 3\n}\nrule \"charset\" {\n  charset = \"12\"\n  min-chars = 2\n}\n";
     let refused = request(

@@ -76,16 +76,12 @@ pub enum PasswordPolicyError {
 impl PasswordPolicy {
     /// Parses and validates an HCL policy document.
     pub fn parse(text: &str) -> Result<Self, PasswordPolicyError> {
-        let body = hcl::parse(text).map_err(|error| {
-            let mut reason = error.to_string();
-            if reason.contains("expected `}`, newline") {
-                // HCL (unlike Vault's older parser) takes one setting per line in a block.
-                reason.push_str(
-                    "; put each setting of a block on its own line: rule \"charset\" {\n  charset = \"...\"\n  min-chars = 1\n}",
-                );
-            }
-            PasswordPolicyError::Syntax(reason)
-        })?;
+        // Vault's older HCL parser also takes a block's settings on one line
+        // (`rule "charset" { charset = "abc" min-chars = 1 }`); HCL 2 wants one per line, so
+        // such a document is read again with its settings split onto lines.
+        let body = hcl::parse(text)
+            .or_else(|error| hcl::parse(&one_setting_per_line(text)).map_err(|_| error))
+            .map_err(|error| PasswordPolicyError::Syntax(error.to_string()))?;
         let mut length = None;
         for attribute in body.attributes() {
             match attribute.key() {
@@ -191,6 +187,89 @@ impl PasswordPolicy {
                     >= rule.min_chars
             })
     }
+}
+
+/// Rewrites one-line blocks the way Vault's older parser read them: a newline after `{`,
+/// around `}`, and between a value and the next setting on the same line. Strings and
+/// comments are copied unchanged.
+fn one_setting_per_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 32);
+    let mut chars = text.chars().peekable();
+    // Whether the last token outside a string was a value (a string, number or bool), so an
+    // identifier after it on the same line starts a new setting.
+    let mut after_value = false;
+    while let Some(character) = chars.next() {
+        match character {
+            '"' => {
+                if after_value {
+                    out.push('\n');
+                }
+                out.push('"');
+                while let Some(inner) = chars.next() {
+                    out.push(inner);
+                    match inner {
+                        '\\' => {
+                            if let Some(escaped) = chars.next() {
+                                out.push(escaped);
+                            }
+                        }
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+                after_value = true;
+            }
+            '{' => {
+                out.push_str("{\n");
+                after_value = false;
+            }
+            '}' => {
+                out.push_str("\n}\n");
+                after_value = false;
+            }
+            '#' => {
+                out.push('#');
+                for inner in chars.by_ref() {
+                    out.push(inner);
+                    if inner == '\n' {
+                        break;
+                    }
+                }
+                after_value = false;
+            }
+            digit if digit.is_ascii_digit() => {
+                out.push(digit);
+                while let Some(next) = chars.next_if(|c| c.is_ascii_digit() || *c == '.') {
+                    out.push(next);
+                }
+                after_value = true;
+            }
+            start if start.is_alphabetic() || start == '_' => {
+                if after_value {
+                    out.push('\n');
+                }
+                let mut identifier = String::from(start);
+                while let Some(next) =
+                    chars.next_if(|c| c.is_alphanumeric() || *c == '_' || *c == '-')
+                {
+                    identifier.push(next);
+                }
+                after_value = matches!(identifier.as_str(), "true" | "false");
+                out.push_str(&identifier);
+            }
+            '\n' => {
+                out.push('\n');
+                after_value = false;
+            }
+            other => {
+                out.push(other);
+                if !other.is_whitespace() {
+                    after_value = false;
+                }
+            }
+        }
+    }
+    out
 }
 
 /// An HCL literal as a JSON value; anything else (a template, a reference) as its text, so
@@ -324,6 +403,22 @@ rule "charset" {
     }
 
     #[test]
+    fn one_line_blocks_as_vaults_older_parser_reads_them() {
+        let policy = PasswordPolicy::parse(
+            "length = 20 # twenty\nrule \"charset\" { charset = \"a\\\"b{}#\" min-chars = 2 }\nrule \"charset\" { charset = \"0123456789\" min-chars = 1 } rule \"charset\" { charset = \"xyz\" }",
+        )
+        .expect("valid");
+        assert_eq!(policy.length, 20);
+        assert_eq!(policy.rules.len(), 3);
+        assert_eq!(policy.rules[0].charset, vec!['a', '"', 'b', '{', '}', '#']);
+        assert_eq!(policy.rules[0].min_chars, 2);
+        assert_eq!(policy.rules[1].min_chars, 1);
+        assert_eq!(policy.rules[2].min_chars, 0);
+        // A document broken either way still gets HCL's own error.
+        assert!(refusal("length = 8\nrule \"charset\" { charset = }").contains("failed to parse"));
+    }
+
+    #[test]
     fn charsets_are_deduplicated_and_min_chars_defaults_to_zero() {
         let policy = PasswordPolicy::parse(
             "length = 8\nrule \"charset\" { charset = \"aab\" }\nrule \"charset\" { charset = \"bc\" }",
@@ -375,10 +470,6 @@ rule "charset" {
         );
         assert!(refusal("length = 10\nmax = 3\n").contains("unexpected top-level \"max\""));
         assert!(refusal("length = = 3").contains("failed to parse"));
-        assert!(
-            refusal("length = 8\nrule \"charset\" { charset = \"ab\" min-chars = 1 }")
-                .contains("on its own line")
-        );
     }
 
     #[test]

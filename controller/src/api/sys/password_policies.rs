@@ -16,7 +16,7 @@ use crate::password_policy::{self};
 const POLICY_FIELDS: &[Field] = &[Field::new(
     "policy",
     FieldKind::String,
-    "the password policy (HCL: length = N and rule \"charset\" { charset = \"...\" min-chars = N } blocks)",
+    "the password policy, HCL or base64 of it (length = N and rule \"charset\" { charset = \"...\" min-chars = N } blocks)",
 )
 .required()];
 
@@ -85,11 +85,23 @@ fn read(state: AppState, request: Request) -> HandlerFuture {
 fn write(state: AppState, request: Request) -> HandlerFuture {
     Box::pin(async move {
         let name = request.param("name");
-        let text = request.required_string("policy")?;
+        let text = decoded_policy(request.required_string("policy")?);
         policies::write(&state.store, name, &text).map_err(refused)?;
         tracing::info!(password_policy = %name, "password policy written");
         Ok(ApiResponse::empty())
     })
+}
+
+/// Vault takes the document as written or base64-encoded (to spare clients the escaping);
+/// a policy always holds quotes (`rule "charset"`), which base64 never does, so the two
+/// cannot be confused.
+fn decoded_policy(text: String) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .unwrap_or(text)
 }
 
 fn delete(state: AppState, request: Request) -> HandlerFuture {
@@ -128,4 +140,19 @@ fn generate(state: AppState, request: Request) -> HandlerFuture {
             data_map! { "password" => password.expose() },
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine;
+
+    use super::decoded_policy;
+
+    #[test]
+    fn base64_documents_are_decoded_and_hcl_is_kept() {
+        let hcl = "length = 8\nrule \"charset\" {\n  charset = \"ab\"\n}\n";
+        let encoded = base64::engine::general_purpose::STANDARD.encode(hcl);
+        assert_eq!(decoded_policy(encoded), hcl);
+        assert_eq!(decoded_policy(hcl.to_string()), hcl);
+    }
 }
