@@ -296,6 +296,40 @@ fn one_time_passwords_through_the_agent_helper() -> Result<()> {
         "an OTP logged in twice: {again:?}"
     );
 
+    // `rotor ssh` asks for an OTP and logs in through sshpass; here from the controller's
+    // container over the core network, a second address of the same host, which only a
+    // zero-address role covers.
+    rotor.cli(&[
+        "write",
+        "ssh/roles/anywhere",
+        "key_type=otp",
+        "default_user=app1",
+        "cidr_list=192.0.2.0/24",
+    ])?;
+    rotor.cli(&["write", "ssh/config/zeroaddress", "roles=anywhere"])?;
+    let zero = rotor.cli_json(&["read", "ssh/config/zeroaddress"])?;
+    assert_eq!(zero["data"]["roles"][0], "anywhere", "{zero}");
+    let core_ip = host.container().address_on(rotor.core())?;
+    let via_cli = rotor.controller().cli_output(&[
+        "ssh",
+        "-role",
+        "anywhere",
+        &format!("app1@{core_ip}"),
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "--",
+        "id",
+        "-un",
+    ])?;
+    assert!(
+        via_cli.success() && via_cli.stdout.contains("app1"),
+        "rotor ssh: {}{}",
+        via_cli.stdout,
+        via_cli.stderr
+    );
+
     // The HTTP verify of the reference consumes too.
     let (by_http, _) = otp(&rotor, "hosts", &ip, "app2")?;
     let verified = rotor.cli_json(&["write", "ssh/verify", &format!("otp={by_http}")])?;

@@ -9,6 +9,7 @@ pub mod flags;
 pub mod lease;
 pub mod output;
 pub mod policy;
+pub mod ssh;
 pub mod token;
 
 use std::io::Read;
@@ -35,6 +36,7 @@ Commands:
     token           Create, look up, renew and revoke tokens (rotor token help)
     policy          Write, read, list and delete ACL policies (rotor policy help)
     lease           Look up, renew and revoke leases (rotor lease help)
+    ssh             Log in with a one-time password: rotor ssh -role ROLE user@host
 
 Environment: ROTOR_ADDR, ROTOR_TOKEN, ROTOR_CACERT (VAULT_ADDR, VAULT_TOKEN, VAULT_CACERT as fallbacks).
 Flags may be spelled -flag or --flag.
@@ -144,6 +146,7 @@ pub fn main(args: Vec<String>) -> i32 {
         "token" => token::run(rest),
         "policy" => policy::run(rest),
         "lease" => lease::run(rest),
+        "ssh" => ssh::run(rest),
         "-h" | "-help" | "--help" | "help" => {
             print!("{HELP}");
             return 0;

@@ -1,0 +1,182 @@
+//! `rotor ssh -role ROLE [-mount ssh] user@host [ssh options] [-- command]`, as `vault ssh -mode=otp`:
+//! asks `ssh/creds/ROLE` for an OTP for the host's address and the user, then runs `ssh`
+//! with it through `sshpass` when installed, else prints the OTP for the user to type.
+//!
+//! Owns resolving the target and handing the OTP to sshpass through its environment
+//! (`SSHPASS`), never a command line. Must not decide anything about OTPs: the server does.
+
+use std::net::{IpAddr, ToSocketAddrs};
+use std::process::Command;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::{Map, Value};
+
+use super::client::Client;
+use super::flags::{self, FlagSpec};
+
+const FLAGS: &[FlagSpec] = &[
+    FlagSpec {
+        name: "role",
+        aliases: &[],
+        takes_value: true,
+        help: "the otp role to ask (required)",
+    },
+    FlagSpec {
+        name: "mount",
+        aliases: &["mount-point"],
+        takes_value: true,
+        help: "where the ssh engine is mounted (default ssh)",
+    },
+    FlagSpec {
+        name: "address",
+        aliases: &[],
+        takes_value: true,
+        help: "server address (default $ROTOR_ADDR)",
+    },
+    FlagSpec {
+        name: "no-exec",
+        aliases: &[],
+        takes_value: false,
+        help: "print the OTP and the ssh command instead of running them",
+    },
+];
+
+const SSH_HELP: &str =
+    "Usage: rotor ssh -role ROLE [-mount ssh] [-no-exec] user@host [-- ssh arguments]
+
+Asks Rotor for a one-time password for user@host and runs ssh with it (through sshpass
+when it is installed; otherwise the OTP is printed for you to type at the prompt).
+";
+
+/// Splits `user@host`; the user is required (the OTP is for one account).
+fn split_target(target: &str) -> Result<(String, String)> {
+    match target.rsplit_once('@') {
+        Some((user, host)) if !user.is_empty() && !host.is_empty() => {
+            Ok((user.to_string(), host.to_string()))
+        }
+        _ => bail!("'{target}' is not user@host: name the account the OTP is for"),
+    }
+}
+
+/// The address the OTP is for: the host as given when it is an address, else its first
+/// resolved address (the one ssh will most likely reach).
+fn resolve(host: &str) -> Result<IpAddr> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return Ok(ip);
+    }
+    (bare, 22)
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {host}"))?
+        .map(|address| address.ip())
+        .next()
+        .ok_or_else(|| anyhow!("{host} resolves to no address"))
+}
+
+fn sshpass_available() -> bool {
+    Command::new("sshpass")
+        .arg("-V")
+        .output()
+        .is_ok_and(|output| output.status.success())
+}
+
+/// `rotor ssh ...`.
+pub fn run(args: &[String]) -> Result<()> {
+    if matches!(
+        args.first().map(String::as_str),
+        Some("-h" | "-help" | "--help")
+    ) {
+        print!("{SSH_HELP}");
+        return Ok(());
+    }
+    let parsed = flags::parse(FLAGS, args).map_err(|e| anyhow!("{e}\n\n{SSH_HELP}"))?;
+    let role = parsed
+        .value("role")
+        .filter(|role| !role.trim().is_empty())
+        .ok_or_else(|| anyhow!("-role is required\n\n{SSH_HELP}"))?;
+    let mount = parsed.value("mount").unwrap_or("ssh").trim_matches('/');
+    let Some((target, ssh_args)) = parsed.positional.split_first() else {
+        bail!("name the target as user@host\n\n{SSH_HELP}");
+    };
+    // Before `--`: options for ssh; after it: the remote command.
+    let (options, command) = match ssh_args.iter().position(|arg| arg == "--") {
+        Some(at) => (&ssh_args[..at], &ssh_args[at + 1..]),
+        None => (ssh_args, &ssh_args[ssh_args.len()..]),
+    };
+    let (user, host) = split_target(target)?;
+    let ip = resolve(&host)?;
+
+    let client = Client::from_env(parsed.value("address"))?;
+    let mut body = Map::new();
+    body.insert("ip".into(), Value::String(ip.to_string()));
+    body.insert("username".into(), Value::String(user.clone()));
+    let answer = client.call("POST", &format!("{mount}/creds/{role}"), Some(&body))?;
+    let data = answer.get("data").cloned().unwrap_or(Value::Null);
+    let otp = data
+        .get("key")
+        .and_then(Value::as_str)
+        .context("the server answered no OTP (is the role an otp role?)")?
+        .to_string();
+    let port = data.get("port").and_then(Value::as_u64).unwrap_or(22);
+
+    let mut ssh_argv: Vec<String> = vec![
+        "ssh".into(),
+        "-p".into(),
+        port.to_string(),
+        "-o".into(),
+        "PubkeyAuthentication=no".into(),
+        "-o".into(),
+        "PreferredAuthentications=keyboard-interactive,password".into(),
+    ];
+    ssh_argv.extend(options.iter().cloned());
+    ssh_argv.push(format!("{user}@{host}"));
+    ssh_argv.extend(command.iter().cloned());
+
+    if parsed.is_set("no-exec") || !sshpass_available() {
+        if !parsed.is_set("no-exec") {
+            eprintln!("sshpass is not installed: type this one-time password at the prompt.");
+        }
+        println!("OTP for {user}@{ip}: {otp}");
+        if parsed.is_set("no-exec") {
+            println!("{}", ssh_argv.join(" "));
+            return Ok(());
+        }
+        let status = Command::new(&ssh_argv[0])
+            .args(&ssh_argv[1..])
+            .status()
+            .context("running ssh (is OpenSSH's client installed?)")?;
+        return exit_like(status);
+    }
+    let status = Command::new("sshpass")
+        .arg("-e")
+        .args(&ssh_argv)
+        .env("SSHPASS", &otp)
+        .status()
+        .context("running sshpass")?;
+    exit_like(status)
+}
+
+fn exit_like(status: std::process::ExitStatus) -> Result<()> {
+    match status.code() {
+        Some(0) => Ok(()),
+        Some(code) => std::process::exit(code),
+        None => bail!("ssh ended by a signal"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_need_a_user() {
+        assert_eq!(
+            split_target("app1@10.0.0.5").expect("ok"),
+            ("app1".into(), "10.0.0.5".into())
+        );
+        assert!(split_target("10.0.0.5").is_err());
+        assert!(split_target("@host").is_err());
+        assert_eq!(resolve("[::1]").expect("v6").to_string(), "::1");
+        assert_eq!(resolve("10.1.2.3").expect("v4").to_string(), "10.1.2.3");
+    }
+}
