@@ -617,7 +617,7 @@ async fn certify(
     tracing::info!(
         mount = %request.mount,
         role = %role.name,
-        serial = %format!("{:016x}", signed.serial),
+        serial = %format!("{:x}", signed.serial),
         key_id = %plan.key_id,
         cert_type = plan.kind.name(),
         principals = %plan.principals.join(","),
@@ -629,7 +629,8 @@ async fn certify(
 
 fn signed_response(signed: &Signed, plan: &CertificatePlan) -> ApiResponse {
     let mut response = ApiResponse::data(data_map! {
-        "serial_number" => format!("{:016x}", signed.serial),
+        // Hex without leading zeros, as Vault prints it.
+        "serial_number" => format!("{:x}", signed.serial),
         "signed_key" => signed.signed_key,
     });
     response.lease_duration = plan.ttl_secs;

@@ -232,7 +232,11 @@ fn principals(
     }
     for principal in &requested {
         let ok = match kind {
-            CertKind::User => allowed.contains(principal),
+            // The role's own default_user is allowed with it, as in Vault.
+            CertKind::User => {
+                allowed.contains(principal)
+                    || (!role.default_user.is_empty() && *principal == role.default_user)
+            }
             CertKind::Host => allowed.iter().any(|domain| {
                 (ca.allow_bare_domains && principal == domain)
                     || (ca.allow_subdomains && principal.ends_with(&format!(".{domain}")))
@@ -421,6 +425,37 @@ mod tests {
         assert_eq!(plan.valid_after, NOW - 30);
         assert_eq!(plan.valid_before, NOW + 3600);
         assert!(plan.extensions.contains_key("permit-agent-forwarding"));
+    }
+
+    #[test]
+    fn the_default_user_is_allowed_with_the_allowed_users() {
+        let mut role = role();
+        role.default_user = "deploy".into();
+        let request = |name: &str| CertificateRequest {
+            valid_principals: Some(vec![name.into()]),
+            ..CertificateRequest::default()
+        };
+        let plan = plan(&role, &request("deploy"), &subject(), "root", NOW).expect("default");
+        assert_eq!(plan.principals, vec!["deploy"]);
+        assert!(plan_of(&role, &request("app2")).is_ok());
+        let error = plan_of(&role, &request("root")).expect_err("root");
+        assert!(
+            error
+                .to_string()
+                .contains("'root' is not in role 'dev''s allowed_users"),
+            "{error}"
+        );
+        // Without allowed_users the default alone allows nothing.
+        role.allowed_users.clear();
+        let error = plan_of(&role, &CertificateRequest::default()).expect_err("none");
+        assert!(
+            error.to_string().contains("allowed_users is empty"),
+            "{error}"
+        );
+    }
+
+    fn plan_of(role: &SshRole, request: &CertificateRequest) -> Result<CertificatePlan, Refusal> {
+        plan(role, request, &subject(), "root", NOW)
     }
 
     #[test]

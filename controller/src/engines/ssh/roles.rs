@@ -152,7 +152,8 @@ pub enum RoleSettings {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SshRole {
     pub name: String,
-    /// For `ca`: the principal when a request names none (it must also be allowed).
+    /// For `ca`: the principal when a request names none; allowed even when not in
+    /// `allowed_users` (as Vault does), but only if `allowed_users` is not empty.
     /// For `otp`: the user when `creds` names none.
     pub default_user: String,
     /// For `ca`: empty allows no user, `*` any. For `otp`: empty or `*` allows any.

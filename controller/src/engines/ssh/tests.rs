@@ -377,7 +377,7 @@ async fn a_signed_certificate_holds_exactly_what_was_asked() {
     assert!(signed_key.ends_with('\n'));
     let certificate = Certificate::from_openssh(signed_key.trim()).expect("certificate");
     let serial = data["serial_number"].as_str().expect("serial");
-    assert_eq!(serial.len(), 16);
+    assert!(!serial.starts_with('0'), "{serial}");
     assert_eq!(
         u64::from_str_radix(serial, 16).expect("hex"),
         certificate.serial()
