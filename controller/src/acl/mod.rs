@@ -334,4 +334,268 @@ path "kv/data/list" { capabilities = ["list"] }
             }
         }
     }
+
+    /// Properties of evaluation against Vault's documented precedence, over policies and
+    /// paths drawn from a small alphabet so that many patterns overlap.
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use std::cmp::Ordering;
+
+        /// One token of a pattern, matched character by character (independently of
+        /// `PathPattern::matches`, which works segment by segment).
+        #[derive(Debug, Clone, Copy)]
+        enum Token {
+            Literal(char),
+            /// `+`: any run of characters other than `/` (one whole segment).
+            Segment,
+            /// A trailing `*`: anything, `/` included.
+            Rest,
+        }
+
+        fn tokens(pattern: &str) -> Vec<Token> {
+            let mut out = Vec::new();
+            for (index, segment) in pattern.split('/').enumerate() {
+                if index > 0 {
+                    out.push(Token::Literal('/'));
+                }
+                if segment == "+" {
+                    out.push(Token::Segment);
+                    continue;
+                }
+                for c in segment.chars() {
+                    out.push(if c == '*' {
+                        Token::Rest
+                    } else {
+                        Token::Literal(c)
+                    });
+                }
+            }
+            out
+        }
+
+        fn reference_match(tokens: &[Token], path: &[char]) -> bool {
+            match tokens.split_first() {
+                None => path.is_empty(),
+                Some((Token::Rest, _)) => true,
+                Some((Token::Literal(c), rest)) => {
+                    path.first() == Some(c) && reference_match(rest, &path[1..])
+                }
+                Some((Token::Segment, rest)) => (0..=path.len())
+                    .take_while(|end| path[..*end].iter().all(|c| *c != '/'))
+                    .any(|end| reference_match(rest, &path[end..])),
+            }
+        }
+
+        fn segment() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("a".to_string()),
+                Just("b".to_string()),
+                Just("ab".to_string()),
+                Just("+".to_string()),
+            ]
+        }
+
+        /// A valid pattern: segments, optionally a trailing `*` (also right after a `/`).
+        fn pattern() -> impl Strategy<Value = String> {
+            (proptest::collection::vec(segment(), 1..5), 0..3usize).prop_map(|(segments, tail)| {
+                let mut text = segments.join("/");
+                match tail {
+                    // Vault forbids `+*`: after a `+` the glob starts a segment.
+                    1 if text.ends_with('+') => text.push_str("/*"),
+                    1 => text.push('*'),
+                    2 => text.push_str("/*"),
+                    _ => {}
+                }
+                text
+            })
+        }
+
+        fn path() -> impl Strategy<Value = String> {
+            (
+                proptest::collection::vec(
+                    prop_oneof![Just("a"), Just("b"), Just("ab"), Just("abc"), Just("")],
+                    1..6,
+                ),
+                any::<bool>(),
+            )
+                .prop_map(|(segments, slash)| {
+                    let mut text = segments.join("/");
+                    if slash {
+                        text.push('/');
+                    }
+                    text
+                })
+        }
+
+        fn capability() -> impl Strategy<Value = Capabilities> {
+            prop_oneof![
+                Just(Capabilities::READ),
+                Just(Capabilities::LIST),
+                Just(Capabilities::UPDATE),
+                Just(Capabilities::CREATE.union(Capabilities::SUDO)),
+                Just(Capabilities::DENY),
+            ]
+        }
+
+        fn rules() -> impl Strategy<Value = Vec<(String, Capabilities)>> {
+            proptest::collection::vec((pattern(), capability()), 1..8)
+        }
+
+        fn acl_of(policies: &[Vec<(String, Capabilities)>]) -> Acl {
+            let parsed: Vec<Arc<Policy>> = policies
+                .iter()
+                .enumerate()
+                .map(|(index, rules)| {
+                    Arc::new(Policy {
+                        name: format!("p{index}"),
+                        rules: rules
+                            .iter()
+                            .map(|(text, capabilities)| PathRule {
+                                pattern: PathPattern::parse(text).expect("generated pattern"),
+                                capabilities: *capabilities,
+                            })
+                            .collect(),
+                    })
+                })
+                .collect();
+            let names: Vec<String> = parsed.iter().map(|p| p.name.clone()).collect();
+            Acl::new(&names, &parsed)
+        }
+
+        /// The rule Vault would pick for `path`: the exact rule if any, else the
+        /// highest-priority matching glob; with the union (deny wins) of all rules that
+        /// share its text.
+        fn expected(rules: &[(String, Capabilities)], path: &str) -> Capabilities {
+            // Paths are evaluated without their leading slash, as the API sends them.
+            let path = path.trim_start_matches('/');
+            let parsed: Vec<(PathPattern, Capabilities)> = rules
+                .iter()
+                .map(|(text, caps)| (PathPattern::parse(text).expect("pattern"), *caps))
+                .collect();
+            let bare = path.strip_suffix('/');
+            let exact_text = parsed
+                .iter()
+                .filter(|(pattern, _)| pattern.is_exact())
+                .map(|(pattern, _)| pattern.text())
+                .find(|text| *text == path)
+                .or_else(|| {
+                    parsed
+                        .iter()
+                        .filter(|(pattern, _)| pattern.is_exact())
+                        .map(|(pattern, _)| pattern.text())
+                        .find(|text| Some(*text) == bare)
+                });
+            let winner = exact_text.map(String::from).or_else(|| {
+                parsed
+                    .iter()
+                    .filter(|(pattern, _)| !pattern.is_exact())
+                    .filter(|(pattern, _)| {
+                        reference_match(&tokens(pattern.text()), &path.chars().collect::<Vec<_>>())
+                    })
+                    .max_by(|(a, _), (b, _)| a.priority(b))
+                    .map(|(pattern, _)| pattern.text().to_string())
+            });
+            let Some(winner) = winner else {
+                return Capabilities::NONE;
+            };
+            parsed
+                .iter()
+                .filter(|(pattern, _)| pattern.text() == winner)
+                .fold(Capabilities::NONE, |all, (_, caps)| all.union(*caps))
+                .normalized()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// `PathPattern::matches` agrees with a character-level reference matcher.
+            #[test]
+            fn matching_agrees_with_a_reference_matcher(pattern in pattern(), path in path()) {
+                let parsed = PathPattern::parse(&pattern).expect("generated pattern");
+                let chars: Vec<char> = path.chars().collect();
+                prop_assert_eq!(
+                    parsed.matches(&path),
+                    reference_match(&tokens(&pattern), &chars),
+                    "pattern {} path {}", pattern, path
+                );
+            }
+
+            /// Priority is a total order: antisymmetric, equal only for the same text,
+            /// transitive.
+            #[test]
+            fn priority_is_a_total_order(a in pattern(), b in pattern(), c in pattern()) {
+                let [a, b, c] = [&a, &b, &c].map(|t| PathPattern::parse(t).expect("pattern"));
+                prop_assert_eq!(a.priority(&b), b.priority(&a).reverse());
+                prop_assert_eq!(a.priority(&b) == Ordering::Equal, a.text() == b.text());
+                if a.priority(&b) == Ordering::Greater && b.priority(&c) == Ordering::Greater {
+                    prop_assert_eq!(a.priority(&c), Ordering::Greater);
+                }
+            }
+
+            /// Evaluation equals the model: exact rule first, else the highest-priority
+            /// matching glob, rules with the same text unioned and deny winning — and it does
+            /// not depend on how the rules are split into policies or ordered.
+            #[test]
+            fn evaluation_follows_the_documented_precedence(
+                rules in rules(),
+                split in 1..4usize,
+                paths in proptest::collection::vec(path(), 1..8),
+            ) {
+                let whole = acl_of(std::slice::from_ref(&rules));
+                let mut reversed = rules.clone();
+                reversed.reverse();
+                let chunks: Vec<Vec<(String, Capabilities)>> =
+                    reversed.chunks(split).map(<[_]>::to_vec).collect();
+                let scattered = acl_of(&chunks);
+                for path in &paths {
+                    let want = expected(&rules, path);
+                    prop_assert_eq!(whole.capabilities(path), want, "path {}", path);
+                    prop_assert_eq!(scattered.capabilities(path), want, "path {} (split)", path);
+                }
+            }
+
+            /// An exact rule for a path decides it, whatever globs say; a deny added in another
+            /// policy with the winning rule's own text denies the path.
+            #[test]
+            fn exact_rules_decide_and_deny_overrides(
+                rules in rules(),
+                path in path(),
+                granted in capability(),
+            ) {
+                // The path as a policy names it: no leading slash, no trailing one.
+                let exact = path.trim_start_matches('/').trim_end_matches('/').to_string();
+                prop_assume!(!exact.is_empty() && PathPattern::parse(&exact).is_ok_and(|p| p.is_exact()));
+                let mut with_exact = rules.clone();
+                with_exact.retain(|(text, _)| *text != exact);
+                let acl = acl_of(&[with_exact.clone(), vec![(exact.clone(), granted)]]);
+                prop_assert_eq!(acl.capabilities(&exact), granted.normalized());
+
+                let base = acl_of(std::slice::from_ref(&rules));
+                if !base.capabilities(&path).is_empty() {
+                    // Find the winning text the same way the model does, then deny it.
+                    let winner = rules
+                        .iter()
+                        .map(|(text, _)| text.clone())
+                        .filter(|text| {
+                            let single = acl_of(&[vec![(text.clone(), Capabilities::READ)]]);
+                            !single.capabilities(&path).is_empty()
+                        })
+                        .map(|text| PathPattern::parse(&text).expect("pattern"))
+                        .max_by(|a, b| match (a.is_exact(), b.is_exact()) {
+                            (true, false) => Ordering::Greater,
+                            (false, true) => Ordering::Less,
+                            _ => a.priority(b),
+                        })
+                        .expect("a rule matched");
+                    let denied = acl_of(&[
+                        rules.clone(),
+                        vec![(winner.text().to_string(), Capabilities::DENY)],
+                    ]);
+                    prop_assert_eq!(denied.capabilities(&path), Capabilities::DENY);
+                    prop_assert!(!denied.capabilities(&path).allows(Capabilities::READ));
+                }
+            }
+        }
+    }
 }

@@ -22,11 +22,20 @@ pub enum PatternError {
     InnerGlob(String),
     #[error("path \"{0}\": '+' must be a whole segment (like a/+/b)")]
     PartialPlus(String),
+    #[error(
+        "path \"{0}\": invalid use of wildcards ('+*' is forbidden, as in Vault); write a/+/* or a/+"
+    )]
+    PlusGlob(String),
 }
 
 impl PathPattern {
     pub fn parse(text: &str) -> Result<Self, PatternError> {
         let text = text.trim_start_matches('/');
+        // Vault refuses `+*` anywhere; accepting it would leave `+*` a segment that never
+        // matches (neither `+` nor a literal prefix).
+        if text.contains("+*") {
+            return Err(PatternError::PlusGlob(text.into()));
+        }
         if let Some(position) = text.find('*')
             && position + 1 != text.len()
         {
@@ -191,6 +200,16 @@ mod tests {
             Err(PatternError::PartialPlus(_))
         ));
         assert!(PathPattern::parse("a/+/c*").is_ok());
+        for forbidden in ["+*", "a/+*", "os/hosts/+*"] {
+            assert!(
+                matches!(
+                    PathPattern::parse(forbidden),
+                    Err(PatternError::PlusGlob(_))
+                ),
+                "{forbidden}"
+            );
+        }
+        assert!(PathPattern::parse("a/+/*").is_ok());
     }
 
     /// Vault's documented examples of priority matching.
