@@ -624,6 +624,32 @@ mod tests {
         assert!(lookup(&store, "limited", 1000).expect("lookup").is_none());
     }
 
+    /// The database file never holds a token's value: only its SHA-256 (the row key).
+    #[test]
+    fn tokens_are_stored_only_as_hashes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("rotor.redb");
+        let sealer = Sealer::create_key_file(&dir.path().join("seal.key")).expect("key");
+        let token = generate_token();
+        {
+            let store = Store::open(&path, sealer).expect("open");
+            insert(&store, &token, &child(None, "acc-hashed", 60, 1000)).expect("insert");
+            assert!(lookup(&store, &token, 1001).expect("lookup").is_some());
+        }
+        let bytes = std::fs::read(&path).expect("read the database file");
+        let contains = |needle: &[u8]| bytes.windows(needle.len()).any(|window| window == needle);
+        assert!(
+            contains(token_key(&token).as_bytes()),
+            "the token's hash is the row key"
+        );
+        assert!(
+            !contains(token.as_bytes()),
+            "the token's value is in the database file"
+        );
+        let secret_part = token.trim_start_matches("rtr.");
+        assert!(!contains(secret_part.as_bytes()));
+    }
+
     #[test]
     fn renewing_a_non_renewable_token_is_refused() {
         let store = Store::in_memory(Sealer::ephemeral()).expect("store");

@@ -1000,3 +1000,48 @@ fn root_protected_paths_need_sudo() -> Result<()> {
     }
     Ok(())
 }
+
+/// A token that expires is swept with its leases: the OTP it got is revoked without anyone
+/// asking, well before the OTP's own TTL.
+#[test]
+fn an_expired_tokens_leases_are_swept_with_it() -> Result<()> {
+    let controller = Controller::start_dev()?;
+    let root = controller.token.clone();
+    ok(
+        &controller,
+        "POST",
+        "ssh/roles/otp",
+        &root,
+        Some(
+            json!({"key_type": "otp", "default_user": "app1", "cidr_list": "192.0.2.0/24", "ttl": "10m"}),
+        ),
+    )?;
+    ok(
+        &controller,
+        "PUT",
+        "sys/policies/acl/otp",
+        &root,
+        Some(json!({"policy": "path \"ssh/creds/otp\" { capabilities = [\"update\"] }"})),
+    )?;
+    let (short, _) = create_token(
+        &controller,
+        &root,
+        json!({"policies": ["otp"], "ttl": "2s"}),
+    )?;
+    let (_, lease) = otp_lease(&controller, &short)?;
+    let (_, kept) = otp_lease(&controller, &root)?;
+    assert!(lease_exists(&controller, &lease)?);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while lease_exists(&controller, &lease)? {
+        assert!(
+            Instant::now() < deadline,
+            "the expired token's lease still exists after 20s"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(
+        lease_exists(&controller, &kept)?,
+        "root's lease was swept too"
+    );
+    Ok(())
+}
