@@ -156,3 +156,55 @@ fn enrollment_tokens_work_once_expire_and_pin_the_ca() -> anyhow::Result<()> {
     assert!(String::from_utf8_lossy(&output.stderr).contains("field 'ttl'"));
     Ok(())
 }
+
+#[test]
+fn a_certificate_from_another_ca_is_refused() -> anyhow::Result<()> {
+    // An agent enrolled with controller A is pointed at controller B, trusting B's CA: B
+    // must refuse its certificate during the handshake and never list it as connected.
+    let a = Controller::start_dev()?;
+    let b = Controller::start_dev()?;
+    let mut agent = Agent::enroll(&a, "site-x")?;
+    let b_ca = std::fs::read_to_string(&b.ca_file)?;
+    std::fs::write(agent.dir.path().join("ca.pem"), b_ca)?;
+    let state_path = agent.dir.path().join("agent.json");
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_path)?)?;
+    state["controllers"] = serde_json::json!([b.agent_address]);
+    std::fs::write(&state_path, serde_json::to_string(&state)?)?;
+    agent.start()?;
+    let log = b_refusal(&b)?;
+    assert!(
+        log.contains("TLS handshake"),
+        "controller B did not log the refused handshake:\n{log}"
+    );
+    let agents = b.cli_json(&["list", "agents"])?;
+    assert!(
+        agents["data"]["keys"]
+            .as_array()
+            .is_none_or(|keys| !keys.iter().any(|key| key == agent.id.as_str())),
+        "B lists A's agent: {agents}"
+    );
+    // The agent itself says why it cannot connect and keeps trying (no false success).
+    let stderr_or_out = {
+        let agent_process = agent.process()?;
+        std::thread::sleep(Duration::from_secs(1));
+        format!("{}{}", agent_process.stdout(), agent_process.stderr())
+    };
+    assert!(
+        !stderr_or_out.contains("connected to the controller"),
+        "the agent claims a connection: {stderr_or_out}"
+    );
+    Ok(())
+}
+
+/// Waits up to 15 s for controller `b` to log a refused agent handshake; answers its log.
+fn b_refusal(b: &Controller) -> anyhow::Result<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let log = format!("{}{}", b.process.stdout(), b.process.stderr());
+        if log.contains("TLS handshake") || std::time::Instant::now() > deadline {
+            return Ok(log);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

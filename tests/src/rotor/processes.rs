@@ -33,13 +33,19 @@ pub(crate) fn stop_process(container: &Container, process_name: &str) -> Result<
     Ok(())
 }
 
-/// Forwards the test's RUST_LOG (if any) to Rotor processes.
+/// The log filter Rotor processes in containers run with: the test's `ROTOR_LOG`, else
+/// debug for Rotor's own code, so every scenario's logs are worth scanning for secrets
+/// (`foundation_no_secrets_in_logs` does).
+pub const DEFAULT_ROTOR_LOG: &str =
+    "debug,quinn=warn,rustls=warn,h2=info,hyper=info,hyper_util=info,reqwest=info";
+
+/// The environment that hands [`DEFAULT_ROTOR_LOG`] (or the test's own `ROTOR_LOG`) to
+/// Rotor processes.
 pub(crate) fn rust_log_passthrough<'a>() -> Vec<(&'static str, &'a str)> {
-    static RUST_LOG: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    match RUST_LOG.get_or_init(|| std::env::var("RUST_LOG").ok()) {
-        Some(value) => vec![("RUST_LOG", value.as_str())],
-        None => Vec::new(),
-    }
+    static ROTOR_LOG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let value = ROTOR_LOG
+        .get_or_init(|| std::env::var("ROTOR_LOG").unwrap_or_else(|_| DEFAULT_ROTOR_LOG.into()));
+    vec![("ROTOR_LOG", value.as_str())]
 }
 
 /// The last `lines` lines of `text`.
