@@ -22,8 +22,9 @@ pub enum RotationOutcome {
     OutOfSync,
     /// The outcome is still being verified (the candidate stays pending).
     Unresolved,
-    /// Refused before anything was sent (a rotation in flight, an unknown policy, ...).
-    NotStarted,
+    /// The attempt ended in an error instead of an outcome: refused before anything was sent
+    /// (a rotation already in flight, a host without a site) or a store failure.
+    Error,
 }
 
 impl RotationOutcome {
@@ -33,7 +34,7 @@ impl RotationOutcome {
             RotationOutcome::Failed => "failed",
             RotationOutcome::OutOfSync => "out_of_sync",
             RotationOutcome::Unresolved => "unresolved",
-            RotationOutcome::NotStarted => "not_started",
+            RotationOutcome::Error => "error",
         }
     }
 }

@@ -62,7 +62,7 @@ const ALL_OUTCOMES: [RotationOutcome; 5] = [
     RotationOutcome::Failed,
     RotationOutcome::OutOfSync,
     RotationOutcome::Unresolved,
-    RotationOutcome::NotStarted,
+    RotationOutcome::Error,
 ];
 
 fn families(counters: &Snapshot, fleet: &FleetGauges) -> Vec<Family> {

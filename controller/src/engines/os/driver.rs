@@ -311,7 +311,7 @@ impl OsEngine {
             }
             Err(_) => {
                 for _ in 0..batch_size {
-                    registry.rotation_finished(RotationOutcome::NotStarted, started.elapsed());
+                    registry.rotation_finished(RotationOutcome::Error, started.elapsed());
                 }
             }
         }
