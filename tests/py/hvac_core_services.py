@@ -11,6 +11,7 @@ ROTOR_APP_PASSWORD, ROTOR_MGMT_PASSWORD. Exits non-zero with the failed check on
 
 import os
 import sys
+import time
 
 import hvac
 from hvac import exceptions
@@ -144,6 +145,56 @@ def main():
     check(limited_client.read(APP_CREDS) is not None, "limited token: use 1")
     check(limited_client.read(APP_CREDS) is not None, "limited token: use 2")
     refused(lambda: limited_client.read(APP_CREDS), "limited token: use 3")
+
+    # Capabilities of another token, by token and by accessor (sys/capabilities, -accessor).
+    probe, probe_auth = new_token(root, policies=["apps"])
+    by_token = root.sys.get_capabilities(paths=[MGMT_CREDS], token=probe)["data"]
+    check(by_token[MGMT_CREDS] == ["deny"], "sys/capabilities for another token")
+    by_accessor = root.sys.get_capabilities(
+        paths=[APP_CREDS], accessor=probe_auth["accessor"]
+    )["data"]
+    check(sorted(by_accessor[APP_CREDS]) == ["list", "read"], "sys/capabilities-accessor")
+
+    # Leases: an SSH OTP is a lease owned by the token that asked for it.
+    root.write_data(
+        "ssh/roles/otp",
+        data={"key_type": "otp", "default_user": "app1", "cidr_list": "192.0.2.0/24"},
+    )
+    root.sys.create_or_update_policy(
+        name="otp", policy='path "ssh/creds/otp" { capabilities = ["update"] }'
+    )
+    holder, _ = new_token(root, policies=["otp"])
+    issued = client(holder).secrets.ssh.generate_ssh_credentials(name="otp", ip="192.0.2.7")
+    secrets.append(issued["data"]["key"])
+    lease_id = issued["lease_id"]
+    check(lease_id.startswith("ssh/creds/otp/"), "the OTP comes with a lease")
+    check(root.sys.read_lease(lease_id)["data"]["id"] == lease_id, "sys/leases/lookup finds it")
+    listed = root.sys.list_leases("ssh/creds/otp/")["data"]["keys"]
+    check(lease_id.rsplit("/", 1)[1] in listed, "sys/leases/lookup/PREFIX lists it")
+    try:
+        root.sys.renew_lease(lease_id)
+        raise AssertionError("an OTP lease was renewed")
+    except exceptions.InvalidRequest as error:
+        check("not renewable" in str(error), "an OTP lease is not renewable")
+    root.auth.token.revoke(holder)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            root.sys.read_lease(lease_id)
+        except exceptions.InvalidRequest:
+            print("ok: revoking the token revoked its lease", flush=True)
+            break
+        if time.monotonic() > deadline:
+            raise AssertionError("the revoked token's lease still exists after 10s")
+        time.sleep(0.2)
+    other = root.secrets.ssh.generate_ssh_credentials(name="otp", ip="192.0.2.8")
+    secrets.append(other["data"]["key"])
+    root.sys.revoke_prefix("ssh/creds/otp")
+    try:
+        root.sys.read_lease(other["lease_id"])
+        raise AssertionError("revoke-prefix left a lease")
+    except exceptions.InvalidRequest:
+        print("ok: revoke-prefix revoked the lease", flush=True)
 
     # The audit log holds the HMAC sys/audit-hash computes, never the value.
     hashed = root.sys.calculate_hash(path="file", input_to_hash=APP_PASSWORD)["data"]["hash"]
