@@ -132,7 +132,8 @@ impl Client {
             if text.trim().is_empty() {
                 return Ok(Value::Null);
             }
-            return serde_json::from_str(&text).context("the server's answer is not JSON");
+            // A plain-text answer (`ssh/public_key`) comes back as a JSON string.
+            return Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)));
         }
         let errors = serde_json::from_str::<Value>(&text)
             .ok()

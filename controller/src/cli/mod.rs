@@ -317,7 +317,20 @@ fn print_answer(
             .get("data")
             .and_then(|data| data.get(name))
             .ok_or_else(|| anyhow!("field '{name}' not present in the answer from {path}"))?;
-        println!("{}", output::field(value));
+        // Like vault: no trailing newline when piped, so `-field=x > file` holds the value.
+        if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            println!("{}", output::field(value));
+        } else {
+            print!("{}", output::field(value));
+        }
+        return Ok(());
+    }
+    if let Value::String(text) = answer {
+        print!("{text}");
+        return Ok(());
+    }
+    if matches!(format, Format::Raw) {
+        println!("{answer}");
         return Ok(());
     }
     if answer.is_null() {
@@ -346,6 +359,7 @@ fn print_answer(
             print!("{}", output::keys_table(&keys));
         }
         (Format::Table, _) => print!("{}", output::table(answer)),
+        (Format::Raw, _) => println!("{answer}"),
     }
     Ok(())
 }

@@ -8,6 +8,8 @@ use serde_json::Value;
 pub enum Format {
     Table,
     Json,
+    /// The server's body as it came (`ssh/public_key` answers plain text).
+    Raw,
 }
 
 impl Format {
@@ -15,7 +17,8 @@ impl Format {
         match text.unwrap_or("table") {
             "table" => Ok(Format::Table),
             "json" => Ok(Format::Json),
-            other => Err(format!("invalid -format '{other}': use table or json")),
+            "raw" => Ok(Format::Raw),
+            other => Err(format!("invalid -format '{other}': use table, json or raw")),
         }
     }
 }

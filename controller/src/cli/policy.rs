@@ -102,6 +102,7 @@ fn read(args: &[String]) -> Result<()> {
     let answer = client.call("GET", &policy_path(&name), None)?;
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&answer)?),
+        Format::Raw => println!("{answer}"),
         Format::Table => {
             let text = answer
                 .pointer("/data/policy")
@@ -125,6 +126,7 @@ fn list(args: &[String]) -> Result<()> {
         .unwrap_or_else(|| json!([]));
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&keys)?),
+        Format::Raw => println!("{keys}"),
         Format::Table => {
             for key in keys.as_array().into_iter().flatten() {
                 println!("{}", key.as_str().unwrap_or_default());

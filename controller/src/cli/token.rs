@@ -223,6 +223,7 @@ fn print_auth(answer: &Value, format: Format, field: Option<&str>) -> Result<()>
     }
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(answer)?),
+        Format::Raw => println!("{answer}"),
         Format::Table => {
             let mut shown = json!({ "data": rows });
             if let Some(warnings) = answer.get("warnings") {
