@@ -1,7 +1,7 @@
 //! Metrics over HTTPS on a local dev controller with a local agent (issue 7): API requests
 //! counted by status, rotations by outcome with their latency (one through a stand-in
-//! `chpasswd`, one whose command is missing), agents and accounts as gauges, in
-//! Prometheus text and in Vault's JSON.
+//! `chpasswd`, one whose command is missing), a verification that could not run, agents and
+//! accounts as gauges, in Prometheus text and in Vault's JSON.
 
 mod support;
 
@@ -148,6 +148,15 @@ fn counters_move_with_requests_and_rotations() -> Result<()> {
     )?;
     assert_eq!(failed.status, 400, "{}", failed.text);
 
+    // A verification login that cannot run (no sshd with a known key behind a local host).
+    let verify = request(
+        &controller,
+        "POST",
+        "os/hosts/lab-1/accounts/app/verify",
+        None,
+    )?;
+    assert_eq!(verify.status, 400, "{}", verify.text);
+
     let last = scrape(&controller)?;
     let moved = |series: &str| value(&last, series) - value(&after, series);
     assert_eq!(moved("rotor_rotations_total{outcome=\"committed\"}"), 1.0);
@@ -159,6 +168,10 @@ fn counters_move_with_requests_and_rotations() -> Result<()> {
         value(&last, "rotor_rotation_duration_seconds_count")
     );
     assert!(value(&last, "rotor_rotation_duration_seconds_sum") > 0.0);
+    assert_eq!(
+        moved("rotor_verifications_total{kind=\"current\",result=\"not_run\"}"),
+        1.0
+    );
     assert_eq!(value(&last, "rotor_agents_enrolled{site=\"lab\"}"), 1.0);
     assert_eq!(value(&last, "rotor_agents_connected{site=\"lab\"}"), 1.0);
     assert_eq!(value(&last, "rotor_site_jobs_in_flight{site=\"lab\"}"), 0.0);

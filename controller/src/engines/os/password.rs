@@ -236,6 +236,30 @@ mod tests {
     }
 
     #[test]
+    fn users_of_a_policy_are_configs_hosts_and_accounts() {
+        let store = Store::in_memory(Sealer::ephemeral()).expect("store");
+        crate::engines::mounts::enable(&store, "os", "os", "").expect("mount");
+        crate::engines::os::model::write_config(&store, "os/", &config(Some("p"))).expect("config");
+        store
+            .write(|tx| {
+                tx.put(Table::Hosts, "os/web-1", &host(Some("p")))?;
+                tx.put(Table::Hosts, "os/web-2", &host(Some("other")))?;
+                tx.put(Table::Accounts, "os/web-1/app", &account(Some("p")))?;
+                tx.put(Table::Accounts, "os/web-1/db", &account(None))
+            })
+            .expect("records");
+        assert_eq!(
+            policy_users(&store, "p").expect("scan"),
+            vec!["os/config", "os/web-1", "os/web-1/app"]
+        );
+        assert_eq!(
+            policy_users(&store, "other").expect("scan"),
+            vec!["os/web-2"]
+        );
+        assert!(policy_users(&store, "unused").expect("scan").is_empty());
+    }
+
+    #[test]
     fn the_default_policy_is_valid_for_every_allowed_length() {
         for length in [8, 24, 128] {
             let policy = default_policy(length);
