@@ -5,6 +5,7 @@
 //! audit-hash of a value equal to the HMAC in the log, and the CLI's login, token, policy
 //! and lease commands.
 
+mod core_common;
 mod support;
 
 use std::os::unix::fs::PermissionsExt;
@@ -13,83 +14,12 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use core_common::{create_token, curl, first_error, lease_exists, ok, otp_lease};
 use serde_json::{Value, json};
 use support::{Controller, binary};
 
 const HOST_KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB5m6X3b1x9Qm9l5jF0yVQ0P0n7p7q8mY0cZ2b7e6a5d";
-
-/// Runs curl; answers (status, parsed body or Null).
-fn curl(
-    controller: &Controller,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<&Value>,
-) -> Result<(u16, Value)> {
-    let mut command = Command::new("curl");
-    command
-        .args([
-            "-sS",
-            "-o",
-            "-",
-            "-w",
-            "\n%{http_code}",
-            "--cacert",
-            &controller.ca_file,
-            "-X",
-            method,
-        ])
-        .arg(format!("{}/v1/{path}", controller.address));
-    if let Some(token) = token {
-        command.args(["-H", &format!("X-Vault-Token: {token}")]);
-    }
-    if let Some(body) = body {
-        command.args(["--data-binary", &body.to_string()]);
-    }
-    let output = command
-        .output()
-        .context("running curl (is it installed?)")?;
-    let text = String::from_utf8_lossy(&output.stdout).to_string();
-    let (body, status) = text.rsplit_once('\n').context("curl printed no status")?;
-    let status: u16 = status.trim().parse().context("bad status")?;
-    let value = if body.trim().is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(body).unwrap_or(Value::String(body.into()))
-    };
-    Ok((status, value))
-}
-
-fn first_error(body: &Value) -> String {
-    body["errors"][0].as_str().unwrap_or("").to_string()
-}
-
-/// A request that must succeed (2xx); answers the body.
-fn ok(
-    controller: &Controller,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> Result<Value> {
-    let (status, answer) = curl(controller, method, path, Some(token), body.as_ref())?;
-    if !(200..300).contains(&status) {
-        bail!("{method} {path} answered {status}: {answer}");
-    }
-    Ok(answer)
-}
-
-/// Creates a token as `creator`; answers (token, auth block).
-fn create_token(controller: &Controller, creator: &str, body: Value) -> Result<(String, Value)> {
-    let answer = ok(controller, "POST", "auth/token/create", creator, Some(body))?;
-    let auth = answer["auth"].clone();
-    let token = auth["client_token"]
-        .as_str()
-        .context("no client_token")?
-        .to_string();
-    Ok((token, auth))
-}
 
 fn seed_account(controller: &Controller, account: &str, password: &str) -> Result<()> {
     let root = controller.token.as_str();
@@ -795,42 +725,6 @@ fn cli_login_policy_token_and_lease_commands() -> Result<()> {
     assert_eq!(text.trim(), "Success! Deleted policy: ops");
     assert_eq!(run(&["policy", "read", "ops"])?.status.code(), Some(2));
     Ok(())
-}
-
-fn lease_exists(controller: &Controller, lease_id: &str) -> Result<bool> {
-    let (status, body) = curl(
-        controller,
-        "PUT",
-        "sys/leases/lookup",
-        Some(&controller.token),
-        Some(&json!({"lease_id": lease_id})),
-    )?;
-    match status {
-        200 => Ok(true),
-        400 if first_error(&body).contains("lease not found") => Ok(false),
-        other => bail!("sys/leases/lookup answered {other}: {body}"),
-    }
-}
-
-/// One OTP from `ssh/creds/otp` as `token`: (otp, lease id).
-fn otp_lease(controller: &Controller, token: &str) -> Result<(String, String)> {
-    let answer = ok(
-        controller,
-        "POST",
-        "ssh/creds/otp",
-        token,
-        Some(json!({"ip": "192.0.2.7"})),
-    )?;
-    let key = answer["data"]["key"]
-        .as_str()
-        .context("no key")?
-        .to_string();
-    let lease = answer["lease_id"]
-        .as_str()
-        .context("no lease_id")?
-        .to_string();
-    assert!(lease.starts_with("ssh/creds/otp/"), "{lease}");
-    Ok((key, lease))
 }
 
 /// Leases are tied to the token that got the secret: revoking the token (or its parent)
