@@ -595,6 +595,15 @@ fn cli_login_policy_token_and_lease_commands() -> Result<()> {
     let token_file = home.path().join(".rotor-token");
     assert!(!token_file.exists(), "a refused token was stored");
 
+    let output = cli_at_home(
+        &controller,
+        home.path(),
+        &["login", "-no-store", "-"],
+        Some(&format!("{}\n", controller.token)),
+    )?;
+    let text = stdout_of(&output, "rotor login -no-store - (token on stdin)")?;
+    assert!(text.contains("not stored"), "{text}");
+    assert!(!token_file.exists(), "-no-store stored the token");
     let text = stdout_of(&run(&["login", &controller.token])?, "rotor login")?;
     assert!(text.contains("Success!"), "{text}");
     assert_eq!(std::fs::read_to_string(&token_file)?, controller.token);

@@ -285,10 +285,12 @@ pub fn login(args: &[String]) -> Result<()> {
 fn read_token_from_stdin() -> Result<String> {
     let mut stdin = std::io::stdin();
     if stdin.is_terminal() {
-        eprint!("Token (will be hidden only if your terminal hides it): ");
+        eprint!("Token (will be hidden): ");
         let _ = std::io::stderr().flush();
+        let _hidden = HiddenInput::start();
         let mut line = String::new();
         stdin.read_line(&mut line).context("reading the token")?;
+        eprintln!();
         return Ok(line.trim().to_string());
     }
     let mut text = String::new();
@@ -296,6 +298,31 @@ fn read_token_from_stdin() -> Result<String> {
         .read_to_string(&mut text)
         .context("reading the token from stdin")?;
     Ok(text.trim().to_string())
+}
+
+/// Turns the terminal's echo off while a token is typed (with `stty`, on the terminal that
+/// is our stdin) and back on when dropped, also on an error.
+struct HiddenInput;
+
+impl HiddenInput {
+    fn start() -> Self {
+        Self::stty("-echo");
+        Self
+    }
+
+    fn stty(setting: &str) {
+        // Best effort: without stty the token is read visibly, as a plain prompt would.
+        let _ = std::process::Command::new("stty")
+            .arg(setting)
+            .stdin(std::process::Stdio::inherit())
+            .status();
+    }
+}
+
+impl Drop for HiddenInput {
+    fn drop(&mut self) {
+        Self::stty("echo");
+    }
 }
 
 /// Writes `~/.rotor-token` (0600) through a temporary file and a rename, so a reader never
