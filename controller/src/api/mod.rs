@@ -469,19 +469,24 @@ async fn handle(state: &AppState, call: Call<'_>) -> Result<ApiResponse, ApiErro
     let receipt = state.audit.log_request(&entry, None)?;
     let mut last_use = false;
     if let Some(key) = &prepared.counted_token {
-        match tokens::use_once(&state.store, key)? {
-            UseOutcome::Counted => {}
-            UseOutcome::LastUse => last_use = true,
-            UseOutcome::Exhausted => {
-                let error = ApiError::permission_denied();
-                state.audit.log_response(
-                    &receipt,
-                    &entry,
-                    &AuditResponse::default(),
-                    Some(&error.message),
-                )?;
-                return Err(error);
+        // Every way out after the request line writes its response line.
+        let refusal = match tokens::use_once(&state.store, key) {
+            Ok(UseOutcome::Counted) => None,
+            Ok(UseOutcome::LastUse) => {
+                last_use = true;
+                None
             }
+            Ok(UseOutcome::Exhausted) => Some(ApiError::permission_denied()),
+            Err(error) => Some(ApiError::from(error)),
+        };
+        if let Some(error) = refusal {
+            state.audit.log_response(
+                &receipt,
+                &entry,
+                &AuditResponse::default(),
+                Some(&error.message),
+            )?;
+            return Err(error);
         }
     }
     let caller_accessor = prepared
@@ -493,8 +498,14 @@ async fn handle(state: &AppState, call: Call<'_>) -> Result<ApiResponse, ApiErro
     if let Ok(response) = &mut result {
         response.warnings.extend(prepared.warnings);
     }
-    if last_use && let Some(accessor) = caller_accessor {
-        auth::revoke_token(state, &accessor, Revocation::Tree)?;
+    if last_use
+        && let Some(accessor) = caller_accessor
+        && let Err(error) = auth::revoke_token(state, &accessor, Revocation::Tree)
+    {
+        // The token is already unusable (use_once marked it expired); the sweeper revokes
+        // it and its children and leases. The request ran, so it still gets its answer and
+        // its audit response line.
+        tracing::error!(error = %error.message, "revoking a used-up token failed; the token sweeper will retry");
     }
     match &result {
         Ok(response) => {
