@@ -714,6 +714,49 @@ fn cli_login_policy_token_and_lease_commands() -> Result<()> {
     assert!(text.contains("Success!"), "{text}");
     assert_eq!(run(&["token", "lookup", &token])?.status.code(), Some(2));
 
+    // Revocation by accessor, and of the token in use (-self).
+    let create = |run: &dyn Fn(&[&str]) -> Result<Output>| -> Result<(String, String)> {
+        let created = stdout_of(
+            &run(&["token", "create", "-policy=apps", "-format=json"])?,
+            "token create -format=json",
+        )?;
+        let created: Value = serde_json::from_str(&created)?;
+        Ok((
+            created["auth"]["client_token"]
+                .as_str()
+                .context("client_token")?
+                .to_string(),
+            created["auth"]["accessor"]
+                .as_str()
+                .context("accessor")?
+                .to_string(),
+        ))
+    };
+    let (by_accessor_token, by_accessor) = create(&run)?;
+    stdout_of(
+        &run(&["token", "revoke", "-accessor", &by_accessor])?,
+        "token revoke -accessor",
+    )?;
+    assert_eq!(
+        run(&["token", "lookup", &by_accessor_token])?.status.code(),
+        Some(2)
+    );
+    let (itself, _) = create(&run)?;
+    let revoke_self = Command::new(binary("rotor")?)
+        .args(["token", "revoke", "-self"])
+        .env("HOME", home.path())
+        .env("ROTOR_ADDR", &controller.address)
+        .env("ROTOR_CACERT", &controller.ca_file)
+        .env("ROTOR_TOKEN", &itself)
+        .output()?;
+    stdout_of(&revoke_self, "token revoke -self")?;
+    assert_eq!(run(&["token", "lookup", &itself])?.status.code(), Some(2));
+    assert_eq!(
+        run(&["token", "revoke", "-self", &itself])?.status.code(),
+        Some(1),
+        "-self with an argument is a usage error"
+    );
+
     // Leases: prefix revocation of an empty prefix succeeds; an unknown lease is refused.
     let text = stdout_of(
         &run(&["lease", "revoke", "-prefix", "os/"])?,
