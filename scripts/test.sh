@@ -57,8 +57,9 @@ if ! "$venv/bin/python" -c "import hvac" >/dev/null 2>&1; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null
   fi
-  if [ ! -x "$venv/bin/python" ]; then
-    python3 -m venv "$venv"
+  if ! "$venv/bin/python" -c "pass" >/dev/null 2>&1; then
+    # Missing, or broken (its Python was upgraded or removed): make it afresh.
+    python3 -m venv --clear "$venv"
   fi
   if ! "$venv/bin/python" -m pip install -q --disable-pip-version-check hvac; then
     if [ "${ROTOR_E2E:-}" = "skip" ]; then
