@@ -44,7 +44,16 @@ pub async fn resolve_controller(controller: &str) -> Result<SocketAddr, String> 
 }
 
 /// Runs until `shutdown` turns true, or the controller refuses this agent for good.
-pub async fn run(dir: &Path, mut shutdown: watch::Receiver<bool>) -> Result<(), LinkError> {
+pub async fn run(dir: &Path, shutdown: watch::Receiver<bool>) -> Result<(), LinkError> {
+    run_with(dir, shutdown, crate::handlers::real()).await
+}
+
+/// [`run`] with the jobs performed by `handler` (the benchmark's simulated agents).
+pub async fn run_with(
+    dir: &Path,
+    mut shutdown: watch::Receiver<bool>,
+    handler: crate::handlers::JobHandler,
+) -> Result<(), LinkError> {
     rotor_common::tls::install_crypto_provider();
     let identity = Arc::new(Identity::load(dir)?);
     let journal = Arc::new(Journal::open(dir)?);
@@ -69,6 +78,7 @@ pub async fn run(dir: &Path, mut shutdown: watch::Receiver<bool>) -> Result<(), 
         let ended = session::run(
             &identity,
             &journal,
+            &handler,
             &controller,
             client_config.clone(),
             &mut shutdown,

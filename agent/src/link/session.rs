@@ -15,6 +15,7 @@ use rotor_common::wire::{
 };
 use tokio::sync::{mpsc, watch};
 
+use crate::handlers::JobHandler;
 use crate::identity::Identity;
 use crate::journal::Journal;
 
@@ -39,6 +40,7 @@ type InFlight = Arc<Mutex<HashMap<JobId, watch::Receiver<Option<JobResult>>>>>;
 pub async fn run(
     identity: &Identity,
     journal: &Arc<Journal>,
+    handler: &JobHandler,
     controller: &str,
     client_config: quinn::ClientConfig,
     shutdown: &mut watch::Receiver<bool>,
@@ -108,7 +110,7 @@ pub async fn run(
         detail = write_loop(send, control_receiver, interval) => End::Lost(detail),
         detail = read_loop(recv, control.clone(), journal.clone(), last_heard.clone()) => End::Lost(detail),
         detail = watchdog(last_heard.clone(), interval, missed) => End::Lost(detail),
-        detail = accept_jobs(&connection, journal.clone(), in_flight.clone()) => End::Lost(detail),
+        detail = accept_jobs(&connection, journal.clone(), handler.clone(), in_flight.clone()) => End::Lost(detail),
         _ = shutdown.changed() => {
             connection.close(quinn::VarInt::from_u32(0), b"agent shutting down");
             End::Shutdown
@@ -191,15 +193,17 @@ async fn watchdog(last_heard: Arc<AtomicU64>, interval: Duration, missed: u32) -
 async fn accept_jobs(
     connection: &quinn::Connection,
     journal: Arc<Journal>,
+    handler: JobHandler,
     in_flight: InFlight,
 ) -> String {
     loop {
         match connection.accept_bi().await {
             Ok((send, recv)) => {
                 let journal = journal.clone();
+                let handler = handler.clone();
                 let in_flight = in_flight.clone();
                 tokio::spawn(async move {
-                    if let Err(detail) = serve_job(send, recv, journal, in_flight).await {
+                    if let Err(detail) = serve_job(send, recv, journal, handler, in_flight).await {
                         tracing::warn!(%detail, "job stream failed");
                     }
                 });
@@ -213,6 +217,7 @@ async fn serve_job(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     journal: Arc<Journal>,
+    handler: JobHandler,
     in_flight: InFlight,
 ) -> Result<(), String> {
     let job: Job = read_frame(&mut recv)
@@ -245,7 +250,7 @@ async fn serve_job(
                 map.insert(id, waiter);
             }
             tracing::info!(job = %id, "running job");
-            let outcome = crate::handlers::run(job.kind).await;
+            let outcome = handler(job.kind).await;
             let result = JobResult { id, outcome };
             if let Err(error) = journal.record(&result) {
                 tracing::error!(job = %id, %error, "cannot journal a job result; sending it anyway");

@@ -360,6 +360,30 @@ pub fn create_account(
     })
 }
 
+/// Bulk loading (imports, the benchmark's million accounts): creates a host and its
+/// accounts, each with its first version, in one transaction; existing ones are replaced.
+/// Checks nothing the API checks: callers hand it records the API would accept.
+pub fn load_host_with_accounts(
+    store: &Store,
+    mount: &str,
+    host: &HostRecord,
+    accounts: Vec<(AccountRecord, Password)>,
+) -> StoreResult<()> {
+    store.write(|tx| {
+        tx.put(Table::Hosts, &host_key(mount, &host.name), host)?;
+        for (mut account, password) in accounts {
+            account.current_version = 0;
+            append_version(store, tx, mount, &mut account, &password)?;
+            tx.put(
+                Table::Accounts,
+                &account_key(mount, &account.host, &account.name),
+                &account,
+            )?;
+        }
+        Ok(())
+    })
+}
+
 /// Saves an account's settings (not its password state).
 pub fn update_account_settings(
     store: &Store,

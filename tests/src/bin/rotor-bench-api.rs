@@ -1,0 +1,811 @@
+//! `rotor-bench-api creds-reads [-seconds N] [-connections N]`: the controller's read path
+//! under load (issue 7, benchmark 3). Starts a `rotor server -dev` (the release build when
+//! there is one), creates one host with 100 accounts (no agent needed: `creds` is answered
+//! from the store), then reads `os/hosts/bench/accounts/*/creds` over HTTPS with keep-alive
+//! from N concurrent connections for N seconds, without and then with a file audit device.
+//! Prints reads per second and latency percentiles, and writes them with the machine's
+//! description into `docs/benchmarks.md` (its own section; other sections are kept).
+//!
+//! `rotor-bench-api controller-scale [-agents=1000] [-hosts=10000] [-accounts=100]`: the
+//! controller at scale (issue 7, benchmark 2). A config-mode store is bulk-loaded with
+//! hosts × accounts (one parent and its children per host), the server starts on it, the
+//! given number of simulated agents enroll and connect over QUIC on loopback — the real
+//! agent link code, with a job handler that answers at once — and every host is rotated
+//! (`os/hosts/:host/rotate`, 64 in flight). Reports committed rotations per second, the
+//! host-rotation latency, the controller's peak RSS and the redb file size.
+//!
+//! Owns the load generator, the simulator and the report. Must not assert targets: it
+//! measures and says.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use rotor_agent::handlers::JobHandler;
+use rotor_common::secret::Password;
+use rotor_common::wire::os::{AccountResult, OsJob, OsOutcome};
+use rotor_common::wire::{JobKind, JobOutcome};
+use rotor_controller::engines::os::model::{
+    self, AccountRecord, AccountStatus, Connection, HostRecord,
+};
+use rotor_controller::store::{Sealer, Store};
+use serde_json::{Value, json};
+
+/// A syntactically valid Ed25519 public key: the host is never contacted.
+const PINNED_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILOLDeTfMqC3kdA0ILoUJDJ/btSbdY4qWKSA0dhYssk+";
+const ACCOUNTS: usize = 100;
+const SECTION: &str = "creds-reads";
+
+struct Server {
+    child: Child,
+    address: String,
+    token: String,
+    ca_file: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+}
+
+/// The `rotor` binary to measure: `ROTOR_BIN`, else release, else debug.
+fn rotor_binary() -> Result<(PathBuf, &'static str)> {
+    if let Some(path) = std::env::var_os("ROTOR_BIN") {
+        return Ok((PathBuf::from(path), "as given by ROTOR_BIN"));
+    }
+    for profile in ["release", "debug"] {
+        let path = target_dir().join(profile).join("rotor");
+        if path.exists() {
+            return Ok((path, profile));
+        }
+    }
+    bail!("no rotor binary: run `cargo build --release -p rotor-controller` first")
+}
+
+fn free_udp_port() -> Result<u16> {
+    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn start_server(binary: &Path) -> Result<Server> {
+    let dir = tempfile::tempdir()?;
+    let log = dir.path().join("server.log");
+    let child = Command::new(binary)
+        .args(["server", "-dev", "-dev-listen-address=127.0.0.1:0"])
+        .arg(format!("-dev-agent-address=127.0.0.1:{}", free_udp_port()?))
+        .env("TMPDIR", dir.path())
+        .env("ROTOR_LOG", "warn")
+        .stdout(std::fs::File::create(&log)?)
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting rotor server -dev")?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let export = |name: &str| {
+            text.lines().find_map(|line| {
+                line.strip_prefix(&format!("export {name}='"))
+                    .and_then(|rest| rest.strip_suffix('\''))
+                    .map(String::from)
+            })
+        };
+        if let (Some(address), Some(token), Some(ca_file)) = (
+            export("ROTOR_ADDR"),
+            export("ROTOR_TOKEN"),
+            export("ROTOR_CACERT"),
+        ) {
+            return Ok(Server {
+                child,
+                address,
+                token,
+                ca_file,
+                _dir: dir,
+            });
+        }
+        if Instant::now() > deadline {
+            bail!("the dev server printed no export lines in 20 s:\n{text}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn client(server: &Server) -> Result<reqwest::Client> {
+    let pem = std::fs::read(&server.ca_file)?;
+    Ok(reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem)?])
+        .pool_max_idle_per_host(256)
+        .timeout(Duration::from_secs(10))
+        .build()?)
+}
+
+async fn call(
+    http: &reqwest::Client,
+    server: &Server,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Result<Value> {
+    let mut request = http
+        .request(method, format!("{}/v1/{path}", server.address))
+        .header("X-Vault-Token", &server.token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await?;
+    let status = response.status();
+    let text = response.text().await?;
+    if !status.is_success() {
+        bail!("{path}: {status}: {text}");
+    }
+    Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+async fn setup(http: &reqwest::Client, server: &Server) -> Result<()> {
+    call(
+        http,
+        server,
+        reqwest::Method::POST,
+        "os/hosts/bench",
+        Some(json!({"address": "127.0.0.1", "site": "bench", "ssh_host_key": PINNED_KEY})),
+    )
+    .await?;
+    for index in 0..ACCOUNTS {
+        call(
+            http,
+            server,
+            reqwest::Method::POST,
+            &format!("os/hosts/bench/accounts/app{index}"),
+            Some(json!({
+                "username": format!("app{index}"),
+                "password": format!("Initial-{index}-{}", rand::random::<u64>()),
+                "verify_connection": false,
+            })),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+struct Run {
+    reads: usize,
+    errors: usize,
+    elapsed: Duration,
+    latencies_us: Vec<u32>,
+}
+
+impl Run {
+    fn per_second(&self) -> f64 {
+        self.reads as f64 / self.elapsed.as_secs_f64()
+    }
+    fn percentile_ms(&self, p: f64) -> f64 {
+        percentile(&self.latencies_us, p) as f64 / 1000.0
+    }
+}
+
+/// The `p`-th percentile (0-100) of sorted `values`, nearest rank.
+fn percentile(sorted: &[u32], p: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+async fn load(
+    http: &reqwest::Client,
+    server: Arc<Server>,
+    connections: usize,
+    duration: Duration,
+) -> Run {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for worker in 0..connections {
+        let http = http.clone();
+        let server = server.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(200_000);
+            let mut errors = 0usize;
+            let mut index = worker;
+            while Instant::now() < deadline {
+                let url = format!(
+                    "{}/v1/os/hosts/bench/accounts/app{}/creds",
+                    server.address,
+                    index % ACCOUNTS
+                );
+                index += connections;
+                let sent = Instant::now();
+                let ok = match http
+                    .get(&url)
+                    .header("X-Vault-Token", &server.token)
+                    .send()
+                    .await
+                {
+                    Ok(response) => {
+                        let ok = response.status().is_success();
+                        ok && response.bytes().await.is_ok()
+                    }
+                    Err(_) => false,
+                };
+                if ok {
+                    latencies.push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                } else {
+                    errors += 1;
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut latencies_us = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        if let Ok((mut latencies, failed)) = task.await {
+            latencies_us.append(&mut latencies);
+            errors += failed;
+        }
+    }
+    let elapsed = started.elapsed();
+    latencies_us.sort_unstable();
+    Run {
+        reads: latencies_us.len(),
+        errors,
+        elapsed,
+        latencies_us,
+    }
+}
+
+fn rss_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|line| line.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn machine() -> String {
+    let run = |program: &str, args: &[&str]| {
+        Command::new(program)
+            .args(args)
+            .output()
+            .ok()
+            .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
+            .unwrap_or_else(|| "unknown".into())
+    };
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .next()
+                .map(|line| line.split_whitespace().nth(1).unwrap_or("?").to_string())
+        })
+        .and_then(|kib| kib.parse::<u64>().ok())
+        .map_or("unknown".into(), |kib| {
+            format!("{:.1} GiB", kib as f64 / 1048576.0)
+        });
+    format!(
+        "{} cores, {memory}, kernel {}, measured {} (load average before: {})",
+        run("nproc", &[]),
+        run("uname", &["-r"]),
+        run("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    )
+}
+
+/// Replaces this benchmark's section of docs/benchmarks.md (between its markers), keeping
+/// everything else.
+fn write_section(section: &str, body: &str) -> Result<PathBuf> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/benchmarks.md");
+    std::fs::create_dir_all(path.parent().context("docs dir")?)?;
+    let existing = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        "# Rotor benchmarks\n\nMeasured figures, raw, with the machine they were measured on.\n"
+            .into()
+    });
+    let begin = format!("<!-- bench:{section} -->");
+    let end = format!("<!-- /bench:{section} -->");
+    let block = format!("{begin}\n{body}\n{end}");
+    let updated = match (existing.find(&begin), existing.find(&end)) {
+        (Some(start), Some(stop)) if stop > start => {
+            format!(
+                "{}{block}{}",
+                &existing[..start],
+                &existing[stop + end.len()..]
+            )
+        }
+        _ => format!("{}\n{block}\n", existing.trim_end()),
+    };
+    let mut file = std::fs::File::create(&path)?;
+    file.write_all(updated.as_bytes())?;
+    Ok(path)
+}
+
+fn flag(args: &[String], name: &str, default: u64) -> Result<u64> {
+    let prefix = format!("-{name}=");
+    match args.iter().find_map(|arg| {
+        arg.trim_start_matches('-')
+            .strip_prefix(&prefix[1..])
+            .map(String::from)
+    }) {
+        None => Ok(default),
+        Some(value) => value
+            .parse()
+            .with_context(|| format!("-{name}: '{value}' is not a number")),
+    }
+}
+
+fn creds_reads(args: &[String]) -> Result<()> {
+    let seconds = flag(args, "seconds", 10)?;
+    let connections = flag(args, "connections", 32)? as usize;
+    let (binary, profile) = rotor_binary()?;
+    let server = Arc::new(start_server(&binary)?);
+    let pid = server.child.id();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let audit_file = tempfile::NamedTempFile::new()?;
+    let (plain, audited) = runtime.block_on(async {
+        let http = client(&server)?;
+        setup(&http, &server).await?;
+        // Warm the connections and caches.
+        load(&http, server.clone(), connections, Duration::from_secs(2)).await;
+        let plain = load(
+            &http,
+            server.clone(),
+            connections,
+            Duration::from_secs(seconds),
+        )
+        .await;
+        call(
+            &http,
+            &server,
+            reqwest::Method::POST,
+            "sys/audit/bench",
+            Some(json!({"type": "file", "options": {"file_path": audit_file.path()}})),
+        )
+        .await?;
+        let audited = load(
+            &http,
+            server.clone(),
+            connections,
+            Duration::from_secs(seconds),
+        )
+        .await;
+        anyhow::Ok((plain, audited))
+    })?;
+    let peak_rss = rss_kib(pid, "VmHWM:").unwrap_or(0);
+    let audit_lines = std::fs::read_to_string(audit_file.path())
+        .map(|text| text.lines().count())
+        .unwrap_or(0);
+    let row = |name: &str, run: &Run| {
+        format!(
+            "| {name} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} |",
+            run.reads,
+            run.per_second(),
+            run.percentile_ms(50.0),
+            run.percentile_ms(99.0),
+            run.percentile_ms(99.9),
+            run.errors
+        )
+    };
+    let body = format!(
+        "## Credential reads (`creds` over HTTPS, keep-alive)\n\n\
+         Command: `cargo build --release -p rotor-controller && cargo run --release -p rotor-tests --bin rotor-bench-api -- creds-reads -seconds={seconds} -connections={connections}`\n\n\
+         Machine: {}. Server: `rotor server -dev` ({profile} build), one host with {ACCOUNTS} accounts; \
+         the load generator (reqwest, {connections} connections, same machine, sharing its 2 cores) reads them round-robin for {seconds} s after a 2 s warm-up.\n\n\
+         | run | reads | reads/s | p50 ms | p99 ms | p99.9 ms | errors |\n|---|---|---|---|---|---|---|\n{}\n{}\n\n\
+         The audit run wrote {audit_lines} audit lines (a request and a response line per read). Controller peak RSS: {:.1} MiB. \
+         Target (issue 7): ≥ 25,000 reads/s with p99 < 5 ms on this machine, load generator included.\n",
+        machine(),
+        row("no audit device", &plain),
+        row("file audit device", &audited),
+        peak_rss as f64 / 1024.0,
+    );
+    println!("{body}");
+    let path = write_section(SECTION, &body)?;
+    println!("written to {}", path.display());
+    Ok(())
+}
+
+fn instant_outcome(kind: JobKind) -> JobOutcome {
+    match kind {
+        JobKind::Echo { payload } => JobOutcome::Echo { payload },
+        JobKind::Os(job) => JobOutcome::Os(match job {
+            OsJob::VerifyLogin { .. } => OsOutcome::Login {
+                accepted: Some(0),
+                host_key: None,
+            },
+            OsJob::RotateWithParent { changes, .. } | OsJob::RotateLocal { changes, .. } => {
+                OsOutcome::Rotated {
+                    accounts: changes
+                        .into_iter()
+                        .map(|change| (change.username, AccountResult::Changed))
+                        .collect(),
+                    host_key: None,
+                }
+            }
+            OsJob::RotateSelf { username, .. } => OsOutcome::Rotated {
+                accounts: vec![(username, AccountResult::Changed)],
+                host_key: None,
+            },
+        }),
+    }
+}
+
+fn account(host: &str, name: &str, parent: Option<&str>) -> AccountRecord {
+    AccountRecord {
+        host: host.into(),
+        name: name.into(),
+        username: name.into(),
+        parent_ref: parent.map(String::from),
+        verify_connection: false,
+        disable_automated_rotation: true,
+        rotation_period_secs: None,
+        rotation_schedule: None,
+        rotation_window_secs: None,
+        auto_reconcile: false,
+        current_version: 0,
+        pending: None,
+        status: AccountStatus::InSync,
+        status_detail: None,
+        last_vault_rotation_unix: None,
+        last_error: None,
+        failed_attempts: 0,
+        retry_after_unix: None,
+        created_unix: 0,
+        lazy_rotation: false,
+        schedule_anchor_unix: None,
+        password_policy: None,
+    }
+}
+
+/// Writes `hosts` hosts of `per_host` accounts (`mgmt` and its children) into the store.
+fn bulk_load(config_dir: &Path, hosts: usize, per_host: usize) -> Result<Duration> {
+    let started = Instant::now();
+    let store = Store::open(
+        &config_dir.join("rotor.redb"),
+        Sealer::load(&config_dir.join("seal.key")).context("loading the seal key")?,
+    )?;
+    for index in 0..hosts {
+        let name = format!("h{index:05}");
+        let host = HostRecord {
+            name: name.clone(),
+            address: format!(
+                "10.{}.{}.{}",
+                index / 65536,
+                (index / 256) % 256,
+                index % 256
+            ),
+            port: 22,
+            ssh_host_key: Some(PINNED_KEY.into()),
+            trusted_host_key: None,
+            site: Some("sim".into()),
+            connection: Connection::Ssh,
+            agent: None,
+            chpasswd_command: "/usr/sbin/chpasswd".into(),
+            passwd_prompts_json: None,
+            created_unix: 0,
+            password_policy: None,
+        };
+        let mut accounts = vec![(
+            account(&name, "mgmt", None),
+            Password::new(format!("Mgmt-{index}-initial")),
+        )];
+        for child in 1..per_host {
+            accounts.push((
+                account(&name, &format!("app{child}"), Some("mgmt")),
+                Password::new(format!("App{child}-{index}-initial")),
+            ));
+        }
+        model::load_host_with_accounts(&store, "os/", &host, accounts)?;
+    }
+    Ok(started.elapsed())
+}
+
+fn init_config() -> Result<(tempfile::TempDir, PathBuf, String, String)> {
+    let dir = tempfile::tempdir()?;
+    let api_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let agent_port = free_udp_port()?;
+    let config = format!(
+        "storage_path = \"{d}/rotor.redb\"\nseal_key_file = \"{d}/seal.key\"\nca_cert_file = \"{d}/ca.pem\"\nlistener \"tcp\" {{\n  address = \"127.0.0.1:{api_port}\"\n}}\nagent_listener {{\n  address = \"127.0.0.1:{agent_port}\"\n}}\n",
+        d = dir.path().display()
+    );
+    let path = dir.path().join("rotor.hcl");
+    std::fs::write(&path, config)?;
+    let (binary, _) = rotor_binary()?;
+    let output = Command::new(&binary)
+        .args(["operator", "init", "-config"])
+        .arg(&path)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    if !output.status.success() {
+        bail!(
+            "operator init failed: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let token = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("Root Token: "))
+        .context("operator init printed no root token")?
+        .to_string();
+    Ok((dir, path, token, format!("127.0.0.1:{agent_port}")))
+}
+
+fn start_config_server(binary: &Path, config: &Path, token: &str) -> Result<Server> {
+    let dir = tempfile::tempdir()?;
+    let log = dir.path().join("server.log");
+    let child = Command::new(binary)
+        .args(["server", "-config"])
+        .arg(config)
+        .env("ROTOR_LOG", "warn")
+        .stdout(std::fs::File::create(&log)?)
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting rotor server -config")?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let export = |name: &str| {
+            text.lines().find_map(|line| {
+                line.strip_prefix(&format!("export {name}='"))
+                    .and_then(|rest| rest.strip_suffix('\''))
+                    .map(String::from)
+            })
+        };
+        if let (Some(address), Some(ca_file), true) = (
+            export("ROTOR_ADDR"),
+            export("ROTOR_CACERT"),
+            text.contains("agents: "),
+        ) {
+            return Ok(Server {
+                child,
+                address,
+                token: token.to_string(),
+                ca_file,
+                _dir: dir,
+            });
+        }
+        if Instant::now() > deadline {
+            bail!("the server printed no address lines in 120 s:\n{text}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Reads one gauge from `sys/metrics?format=prometheus`.
+async fn gauge(http: &reqwest::Client, server: &Server, line_prefix: &str) -> Result<f64> {
+    let text = http
+        .get(format!(
+            "{}/v1/sys/metrics?format=prometheus",
+            server.address
+        ))
+        .header("X-Vault-Token", &server.token)
+        .send()
+        .await?
+        .text()
+        .await?;
+    Ok(text
+        .lines()
+        .find(|line| line.starts_with(line_prefix))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0.0))
+}
+
+fn controller_scale(args: &[String]) -> Result<()> {
+    let agents = flag(args, "agents", 1000)? as usize;
+    let hosts = flag(args, "hosts", 10_000)? as usize;
+    let per_host = flag(args, "accounts", 100)?.max(1) as usize;
+    let in_flight = flag(args, "parallel", 64)? as usize;
+    let (binary, profile) = rotor_binary()?;
+    let (dir, config, token, agent_address) = init_config()?;
+    println!("loading {hosts} hosts × {per_host} accounts into the store…");
+    let load_time = bulk_load(dir.path(), hosts, per_host)?;
+    println!("loaded in {load_time:?}");
+    let server = Arc::new(start_config_server(&binary, &config, &token)?);
+    let pid = server.child.id();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let agent_dirs = tempfile::tempdir()?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let report = runtime.block_on(async {
+        let http = client(&server)?;
+        // Enroll the simulated agents (the real enrollment, 25 at a time).
+        let enroll_started = Instant::now();
+        let mut enrolled = Vec::new();
+        for chunk in (0..agents).collect::<Vec<_>>().chunks(25) {
+            let mut pending = Vec::new();
+            for index in chunk {
+                let answer = call(
+                    &http,
+                    &server,
+                    reqwest::Method::POST,
+                    "agents/enroll",
+                    Some(json!({"site": "sim"})),
+                )
+                .await?;
+                let token = answer["data"]["token"]
+                    .as_str()
+                    .context("token")?
+                    .to_string();
+                let fingerprint = answer["data"]["ca_fingerprint"]
+                    .as_str()
+                    .context("fingerprint")?
+                    .to_string();
+                let dir = agent_dirs.path().join(format!("a{index}"));
+                let address = agent_address.clone();
+                pending.push(tokio::spawn(async move {
+                    rotor_agent::enroll::enroll(
+                        &address,
+                        Password::new(token),
+                        &fingerprint,
+                        &dir,
+                        false,
+                    )
+                    .await
+                    .map(|_| dir)
+                    .map_err(|error| anyhow::anyhow!("enrolling: {error}"))
+                }));
+            }
+            for task in pending {
+                enrolled.push(task.await??);
+            }
+        }
+        let enroll_time = enroll_started.elapsed();
+        let handler: JobHandler = Arc::new(|kind| Box::pin(async move { instant_outcome(kind) }));
+        for dir in &enrolled {
+            let dir = dir.clone();
+            let stopped = stopped.clone();
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let _ = rotor_agent::link::run_with(&dir, stopped, handler).await;
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let connected = gauge(&http, &server, "rotor_agents_connected{site=\"sim\"}").await?;
+            if connected as usize >= agents {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("only {connected} of {agents} simulated agents connected in 300 s");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        println!("{agents} agents enrolled and connected; rotating {hosts} hosts…");
+        let limit = Arc::new(tokio::sync::Semaphore::new(in_flight.max(1)));
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for index in 0..hosts {
+            let permit = limit.clone().acquire_owned().await?;
+            let http = http.clone();
+            let server = server.clone();
+            tasks.push(tokio::spawn(async move {
+                let sent = Instant::now();
+                let answer = call(
+                    &http,
+                    &server,
+                    reqwest::Method::POST,
+                    &format!("os/hosts/h{index:05}/rotate"),
+                    None,
+                )
+                .await;
+                drop(permit);
+                let committed = answer
+                    .ok()
+                    .and_then(|answer| answer["data"]["accounts"].as_object().cloned())
+                    .map_or(0, |accounts| {
+                        accounts
+                            .values()
+                            .filter(|account| account["version"].as_u64().is_some_and(|v| v > 1))
+                            .count()
+                    });
+                (sent.elapsed(), committed)
+            }));
+        }
+        let mut latencies = Vec::new();
+        let mut committed = 0usize;
+        for task in tasks {
+            let (latency, count) = task.await?;
+            latencies.push(latency.as_micros().min(u32::MAX as u128) as u32);
+            committed += count;
+        }
+        let elapsed = started.elapsed();
+        latencies.sort_unstable();
+        let _ = stop.send(true);
+        anyhow::Ok((enroll_time, elapsed, committed, latencies))
+    })?;
+    let (enroll_time, elapsed, committed, latencies) = report;
+    let peak_rss = rss_kib(pid, "VmHWM:").unwrap_or(0);
+    let redb_size = std::fs::metadata(dir.path().join("rotor.redb"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let total = hosts * per_host;
+    let body = format!(
+        "## Controller at scale (simulated agents over QUIC, bulk-loaded store)\n\n\
+         Command: `cargo build --release -p rotor-controller -p rotor-tests --bin rotor --bin rotor-bench-api && $CARGO_TARGET_DIR/release/rotor-bench-api controller-scale -agents={agents} -hosts={hosts} -accounts={per_host}`\n\n\
+         Machine: {}. Server: `rotor server -config` ({profile} build) on a redb file loaded with {hosts} hosts × {per_host} accounts \
+         ({total} accounts, one parent per host) in {:.1} s. {agents} simulated agents (the real agent link code in one process, \
+         jobs answered at once) enrolled in {:.1} s and connected over QUIC on loopback. Every host was rotated through \
+         `os/hosts/:host/rotate`, {in_flight} at a time; each is one job for the children (through the parent) and one for the parent.\n\n\
+         | figure | value |\n|---|---|\n\
+         | accounts rotated and committed | {committed} of {total} |\n\
+         | wall time | {:.1} s |\n\
+         | committed rotations per second | {:.0} |\n\
+         | host rotation latency p50 / p99 | {:.1} ms / {:.1} ms |\n\
+         | controller peak RSS | {:.0} MiB |\n\
+         | redb file size after the run | {:.0} MiB |\n\n\
+         Targets (issue 7): ≥ 10,000 committed rotations/s, RSS < 1 GiB.\n",
+        machine(),
+        load_time.as_secs_f64(),
+        enroll_time.as_secs_f64(),
+        elapsed.as_secs_f64(),
+        committed as f64 / elapsed.as_secs_f64(),
+        percentile(&latencies, 50.0) as f64 / 1000.0,
+        percentile(&latencies, 99.0) as f64 / 1000.0,
+        peak_rss as f64 / 1024.0,
+        redb_size as f64 / 1048576.0,
+    );
+    println!("{body}");
+    let path = write_section("controller-scale", &body)?;
+    println!("written to {}", path.display());
+    drop(runtime);
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let outcome = match args.first().map(String::as_str) {
+        Some("creds-reads") => creds_reads(&args[1..]),
+        Some("controller-scale") => controller_scale(&args[1..]),
+        _ => Err(anyhow::anyhow!(
+            "usage: rotor-bench-api creds-reads [-seconds=10] [-connections=32]\n       rotor-bench-api controller-scale [-agents=1000] [-hosts=10000] [-accounts=100] [-parallel=64]"
+        )),
+    };
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("Error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let values: Vec<u32> = (1..=100).collect();
+        assert_eq!(percentile(&values, 50.0), 50);
+        assert_eq!(percentile(&values, 99.0), 99);
+        assert_eq!(percentile(&values, 100.0), 100);
+        assert_eq!(percentile(&[], 50.0), 0);
+        assert_eq!(percentile(&[7], 99.0), 7);
+    }
+}
