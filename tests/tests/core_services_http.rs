@@ -947,8 +947,8 @@ fn root_protected_paths_need_sudo() -> Result<()> {
     Ok(())
 }
 
-/// A token that expires is swept with its leases: the OTP it got is revoked without anyone
-/// asking, well before the OTP's own TTL.
+/// A token that expires is swept with its children and leases: the OTP it got is revoked
+/// without anyone asking, well before the OTP's own TTL, and its 1-hour child dies with it.
 #[test]
 fn an_expired_tokens_leases_are_swept_with_it() -> Result<()> {
     let controller = Controller::start_dev()?;
@@ -967,12 +967,20 @@ fn an_expired_tokens_leases_are_swept_with_it() -> Result<()> {
         "PUT",
         "sys/policies/acl/otp",
         &root,
-        Some(json!({"policy": "path \"ssh/creds/otp\" { capabilities = [\"update\"] }"})),
+        Some(
+            json!({"policy": "path \"ssh/creds/otp\" { capabilities = [\"update\"] }\npath \"auth/token/create\" { capabilities = [\"update\"] }"}),
+        ),
     )?;
     let (short, _) = create_token(
         &controller,
         &root,
         json!({"policies": ["otp"], "ttl": "2s"}),
+    )?;
+    // Its child outlives it on paper (1h) but dies with it.
+    let (child, _) = create_token(
+        &controller,
+        &short,
+        json!({"policies": ["otp"], "ttl": "1h"}),
     )?;
     let (_, lease) = otp_lease(&controller, &short)?;
     let (_, kept) = otp_lease(&controller, &root)?;
@@ -989,5 +997,13 @@ fn an_expired_tokens_leases_are_swept_with_it() -> Result<()> {
         lease_exists(&controller, &kept)?,
         "root's lease was swept too"
     );
+    let (status, _) = curl(
+        &controller,
+        "GET",
+        "auth/token/lookup-self",
+        Some(&child),
+        None,
+    )?;
+    assert_eq!(status, 403, "the child of an expired token still works");
     Ok(())
 }
