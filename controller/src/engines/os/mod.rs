@@ -6,6 +6,8 @@
 //! - `driver.rs`: jobs through the dispatcher, per-host serialisation, verification, recovery.
 //! - `paths.rs`: the HTTP surface.
 //! - `password.rs`: which password policy an account uses (account > host > config > default).
+//! - `waves.rs` (plans: selection, canary and waves, the stop rule) and `rollout.rs` (running
+//!   them through the driver, the run record, `os/rotate` and `os/rotations/:id`).
 //!
 //! Never touches QUIC: jobs go through `dispatch::Dispatcher::submit`.
 
@@ -13,7 +15,9 @@ pub mod driver;
 pub mod model;
 pub mod password;
 pub mod paths;
+pub mod rollout;
 pub mod rotation;
+pub mod waves;
 
 pub use driver::OsEngine;
 

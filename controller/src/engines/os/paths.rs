@@ -192,6 +192,24 @@ static PATHS: LazyLock<Vec<PathSpec>> = LazyLock::new(|| {
             vec![(Operation::Write, rotate_host)],
         ),
         spec(
+            "rotate",
+            "Fleet rotation in waves: the plan (dry_run, the default), or a run in the background.",
+            super::rollout::ROTATE_FIELDS,
+            vec![(Operation::Write, super::rollout::rotate)],
+        ),
+        spec(
+            "rotations",
+            "Lists fleet rotation runs.",
+            &[],
+            vec![(Operation::List, super::rollout::list_runs)],
+        ),
+        spec(
+            "rotations/{id}",
+            "A fleet rotation's progress: each account succeeded, failed or not attempted.",
+            &[],
+            vec![(Operation::Read, super::rollout::read_run)],
+        ),
+        spec(
             "hosts/{host}/accounts",
             "Lists a host's accounts.",
             &[],
