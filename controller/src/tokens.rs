@@ -120,6 +120,21 @@ pub fn token_key(token: &str) -> String {
     hex::encode(digest.as_ref())
 }
 
+/// 128 random bits in the UUID-like form Vault uses for request ids, lease ids and OTPs.
+pub fn random_uuid() -> String {
+    let mut bytes = [0u8; 16];
+    rand::fill(&mut bytes[..]);
+    let hex = hex::encode(bytes);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
 fn random_text(bytes: usize) -> String {
     use base64::Engine;
     let mut buffer = vec![0u8; bytes];

@@ -173,17 +173,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 fn request_id() -> String {
-    let mut bytes = [0u8; 16];
-    rand::fill(&mut bytes[..]);
-    let hex = hex::encode(bytes);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    crate::tokens::random_uuid()
 }
 
 fn token_from_headers(headers: &HeaderMap) -> Option<String> {

@@ -81,19 +81,25 @@ fn free_udp_port() -> Result<u16> {
         .port())
 }
 
-fn start_server(binary: &Path) -> Result<Server> {
+/// Starts `rotor` with `args` (a server), its stdout in a file, and waits up to `wait` for
+/// its address lines; the token is the one it prints (`-dev`) or `token`.
+fn spawn_server(
+    binary: &Path,
+    args: &[&str],
+    token: Option<&str>,
+    wait: Duration,
+) -> Result<Server> {
     let dir = tempfile::tempdir()?;
     let log = dir.path().join("server.log");
     let child = Command::new(binary)
-        .args(["server", "-dev", "-dev-listen-address=127.0.0.1:0"])
-        .arg(format!("-dev-agent-address=127.0.0.1:{}", free_udp_port()?))
+        .args(args)
         .env("TMPDIR", dir.path())
         .env("ROTOR_LOG", "warn")
         .stdout(std::fs::File::create(&log)?)
         .stderr(Stdio::null())
         .spawn()
-        .context("starting rotor server -dev")?;
-    let deadline = Instant::now() + Duration::from_secs(20);
+        .with_context(|| format!("starting rotor {}", args.join(" ")))?;
+    let deadline = Instant::now() + wait;
     loop {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         let export = |name: &str| {
@@ -103,10 +109,12 @@ fn start_server(binary: &Path) -> Result<Server> {
                     .map(String::from)
             })
         };
-        if let (Some(address), Some(token), Some(ca_file)) = (
+        let token = token.map(String::from).or_else(|| export("ROTOR_TOKEN"));
+        if let (Some(address), Some(token), Some(ca_file), true) = (
             export("ROTOR_ADDR"),
-            export("ROTOR_TOKEN"),
+            token,
             export("ROTOR_CACERT"),
+            text.contains("agents: "),
         ) {
             return Ok(Server {
                 child,
@@ -117,10 +125,20 @@ fn start_server(binary: &Path) -> Result<Server> {
             });
         }
         if Instant::now() > deadline {
-            bail!("the dev server printed no export lines in 20 s:\n{text}");
+            bail!("the server printed no address lines in {wait:?}:\n{text}");
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+fn start_server(binary: &Path) -> Result<Server> {
+    let agents = format!("-dev-agent-address=127.0.0.1:{}", free_udp_port()?);
+    spawn_server(
+        binary,
+        &["server", "-dev", "-dev-listen-address=127.0.0.1:0", &agents],
+        None,
+        Duration::from_secs(20),
+    )
 }
 
 fn client(server: &Server) -> Result<reqwest::Client> {
@@ -555,44 +573,13 @@ fn init_config() -> Result<(tempfile::TempDir, PathBuf, String, String)> {
 }
 
 fn start_config_server(binary: &Path, config: &Path, token: &str) -> Result<Server> {
-    let dir = tempfile::tempdir()?;
-    let log = dir.path().join("server.log");
-    let child = Command::new(binary)
-        .args(["server", "-config"])
-        .arg(config)
-        .env("ROTOR_LOG", "warn")
-        .stdout(std::fs::File::create(&log)?)
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting rotor server -config")?;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let export = |name: &str| {
-            text.lines().find_map(|line| {
-                line.strip_prefix(&format!("export {name}='"))
-                    .and_then(|rest| rest.strip_suffix('\''))
-                    .map(String::from)
-            })
-        };
-        if let (Some(address), Some(ca_file), true) = (
-            export("ROTOR_ADDR"),
-            export("ROTOR_CACERT"),
-            text.contains("agents: "),
-        ) {
-            return Ok(Server {
-                child,
-                address,
-                token: token.to_string(),
-                ca_file,
-                _dir: dir,
-            });
-        }
-        if Instant::now() > deadline {
-            bail!("the server printed no address lines in 120 s:\n{text}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let config = config.to_string_lossy();
+    spawn_server(
+        binary,
+        &["server", "-config", &config],
+        Some(token),
+        Duration::from_secs(120),
+    )
 }
 
 /// Reads one gauge from `sys/metrics?format=prometheus`.

@@ -74,17 +74,7 @@ fn binding_key(mount: &str, ip: &IpAddr) -> String {
 
 /// A fresh OTP: 128 random bits in the reference's UUID-like form.
 fn fresh_otp() -> String {
-    let mut bytes = [0u8; 16];
-    rand::fill(&mut bytes[..]);
-    let hex = hex::encode(bytes);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    crate::tokens::random_uuid()
 }
 
 fn parse_ip(text: &str) -> Result<IpAddr, ApiError> {
