@@ -46,6 +46,8 @@ pub enum VerificationKind {
     Pending,
     /// `…/verify`: does the known password still log in?
     Current,
+    /// The same check, run by the scheduler every `verify_period` (a heartbeat).
+    Scheduled,
 }
 
 impl VerificationKind {
@@ -53,6 +55,7 @@ impl VerificationKind {
         match self {
             VerificationKind::Pending => "pending",
             VerificationKind::Current => "current",
+            VerificationKind::Scheduled => "scheduled",
         }
     }
 }

@@ -5,9 +5,11 @@
 //! due, not due (and when it next is), or a scheduled time whose window was missed (reported,
 //! never run late). Everything is computed from the store, so a restarted controller runs a
 //! missed period once, not once per missed tick. The loop in `run.rs` acts on the answers.
-//! Must not rotate anything itself: the OS engine does.
+//! Must not rotate anything itself: the OS engine does. `verify.rs` runs the heartbeat
+//! verifications (`verify_period`) from the same loop.
 
 pub mod run;
+pub mod verify;
 
 use std::str::FromStr;
 

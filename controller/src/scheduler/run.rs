@@ -26,6 +26,9 @@ pub async fn run(engine: OsEngine, store: Arc<Store>, tick: Duration) {
         if let Err(error) = pass(&engine, &store, &permits, &busy).await {
             tracing::error!(%error, "scheduler pass failed; will retry");
         }
+        if let Err(error) = super::verify::pass(&engine, &store, &permits, &busy).await {
+            tracing::error!(%error, "heartbeat verification pass failed; will retry");
+        }
         tokio::time::sleep(tick).await;
     }
 }

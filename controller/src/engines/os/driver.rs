@@ -17,6 +17,7 @@ use rotor_common::wire::os::{
 };
 use rotor_common::wire::{JobKind, JobOutcome};
 
+use super::heartbeat::{self, VerifyResult};
 use super::model::{self, AccountRecord, AccountStatus, Connection, HostRecord, OsConfig};
 use super::password;
 use super::rotation::{self, Decision, JobEnd, Verified};
@@ -574,6 +575,19 @@ impl OsEngine {
         host_name: &str,
         account_name: &str,
     ) -> Result<bool, ApiError> {
+        self.verify_current_as(mount, host_name, account_name, VerificationKind::Current)
+            .await
+    }
+
+    /// `verify_current` for `kind` (asked for, or the scheduler's heartbeat), as the metrics
+    /// count it; its result is recorded for the account's read (`heartbeat.rs`).
+    pub async fn verify_current_as(
+        &self,
+        mount: &str,
+        host_name: &str,
+        account_name: &str,
+        kind: VerificationKind,
+    ) -> Result<bool, ApiError> {
         let lock = self.host_lock(mount, host_name);
         let _guard = lock.lock().await;
         let (host, account) = self.load(mount, host_name, account_name)?;
@@ -604,7 +618,37 @@ impl OsEngine {
             JobEnd::Answered(JobOutcome::Os(OsOutcome::Login { .. })) => "out_of_sync",
             _ => "not_run",
         };
-        metrics::global().verification_finished(VerificationKind::Current, result);
+        metrics::global().verification_finished(kind, result);
+        let (found, detail) = match &end {
+            JobEnd::Answered(JobOutcome::Os(OsOutcome::Login {
+                accepted: Some(0), ..
+            })) => (VerifyResult::InSync, None),
+            JobEnd::Answered(JobOutcome::Os(OsOutcome::Login { .. })) => (
+                VerifyResult::OutOfSync,
+                Some("the known password no longer logs in".to_string()),
+            ),
+            JobEnd::Answered(JobOutcome::Failed(failure)) => {
+                (VerifyResult::NotRun, Some(failure.message.clone()))
+            }
+            JobEnd::Answered(_) => (
+                VerifyResult::NotRun,
+                Some("unexpected answer to a login check".to_string()),
+            ),
+            JobEnd::NotRun(reason) | JobEnd::Unknown(reason) => {
+                (VerifyResult::NotRun, Some(reason.clone()))
+            }
+        };
+        if let Err(error) = heartbeat::record_result(
+            &self.store,
+            mount,
+            host_name,
+            account_name,
+            crate::tokens::now_unix(),
+            found,
+            detail,
+        ) {
+            tracing::error!(host = %host_name, account = %account_name, %error, "cannot record the verification's result");
+        }
         match end {
             JobEnd::Answered(JobOutcome::Os(OsOutcome::Login {
                 accepted: Some(0), ..

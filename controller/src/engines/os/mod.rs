@@ -6,12 +6,14 @@
 //! - `driver.rs`: jobs through the dispatcher, per-host serialisation, verification, recovery.
 //! - `paths.rs`: the HTTP surface.
 //! - `password.rs`: which password policy an account uses (account > host > config > default).
+//! - `heartbeat.rs`: `verify_period` and the last verification's result, per account.
 //! - `waves.rs` (plans: selection, canary and waves, the stop rule) and `rollout.rs` (running
 //!   them through the driver, the run record, `os/rotate` and `os/rotations/:id`).
 //!
 //! Never touches QUIC: jobs go through `dispatch::Dispatcher::submit`.
 
 pub mod driver;
+pub mod heartbeat;
 pub mod model;
 pub mod password;
 pub mod paths;

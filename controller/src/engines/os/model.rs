@@ -606,6 +606,7 @@ pub fn delete_account(
         }
         let key = account_key(mount, host, account_name);
         tx.delete(Table::Accounts, &key)?;
+        tx.delete(Table::Meta, &super::heartbeat::key(mount, host, account_name))?;
         for (version_key, _) in tx.scan::<VersionRecord>(Table::Versions, &versions_prefix(mount, host, account_name))? {
             tx.delete(Table::Versions, &version_key)?;
         }

@@ -64,6 +64,11 @@ const ACCOUNT_FIELDS: &[Field] = &[
         FieldKind::String,
         "the password policy (sys/policies/password) for this account's new passwords",
     ),
+    Field::new(
+        "verify_period",
+        FieldKind::Duration,
+        "log in with the known password this often (a heartbeat; 0 turns it off)",
+    ),
 ];
 
 const HOST_FIELDS: &[Field] = &[
@@ -584,7 +589,11 @@ fn account_json(account: &AccountRecord) -> Map<String, Value> {
 fn read_account(state: AppState, request: Request) -> HandlerFuture {
     Box::pin(async move {
         let account = load_account(&state, &request)?;
-        Ok(ApiResponse::data(account_json(&account)))
+        let mut data = account_json(&account);
+        let heartbeat =
+            super::heartbeat::get(&state.store, &request.mount, &account.host, &account.name)?;
+        data.extend(super::heartbeat::json(&heartbeat));
+        Ok(ApiResponse::data(data))
     })
 }
 
@@ -703,6 +712,7 @@ fn write_account(state: AppState, request: Request) -> HandlerFuture {
             super::password::check_named_policy(&state.store, &name)?;
             account.password_policy = Some(name).filter(|name| !name.is_empty());
         }
+        let verify_period = request.duration("verify_period")?;
         if account.rotation_schedule.is_some() && account.rotation_period_secs.is_some() {
             return Err(ApiError::bad_request(
                 "set rotation_period or rotation_schedule, not both",
@@ -743,6 +753,16 @@ fn write_account(state: AppState, request: Request) -> HandlerFuture {
                 }
                 model::create_account(&state.store, &mount, account, &password)?;
             }
+        }
+        if let Some(period) = verify_period {
+            super::heartbeat::set_period(
+                &state.store,
+                &mount,
+                &host.name,
+                &name,
+                period.as_secs(),
+                now_unix(),
+            )?;
         }
         Ok(ApiResponse::empty())
     })
