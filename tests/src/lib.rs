@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod assertions;
+pub mod bench;
 pub mod cleanup;
 pub mod container;
 pub mod docker;

@@ -181,6 +181,31 @@ fn ten_children_of_one_parent_rotate_over_one_ssh_session() -> Result<()> {
         assert_password(&host, &user, &password);
         assert_not_password(&host, &user, &format!("App{index}-initial-1"));
     }
+
+    // `accounts` narrows a host rotation to the named accounts; the rest keep their version.
+    let answer = rotor.cli_json(&["write", "-f", "os/hosts/db-1/rotate", "accounts=app1,app2"])?;
+    assert_eq!(answer["data"]["failed"], 0, "{answer}");
+    for index in 1..=10 {
+        let user = format!("app{index}");
+        let (password, version) = creds(&rotor, &host, &user)?;
+        assert_eq!(version, if index <= 2 { 3 } else { 2 }, "{user}: {answer}");
+        assert_password(&host, &user, &password);
+    }
+    let refused = rotor.controller().cli_output(&[
+        "write",
+        "os/hosts/db-1/rotate",
+        "accounts=app1,nobody",
+    ])?;
+    assert!(!refused.success(), "an unknown account must be refused");
+    assert!(
+        refused
+            .stderr
+            .contains("nobody is not an account of host db-1"),
+        "{}",
+        refused.stderr
+    );
+    let (_, version) = creds(&rotor, &host, "app1")?;
+    assert_eq!(version, 3, "a refused request must rotate nothing");
     Ok(())
 }
 

@@ -148,6 +148,12 @@ const CONFIG_FIELDS: &[Field] = &[
     ),
 ];
 
+const ROTATE_HOST_FIELDS: &[Field] = &[Field::new(
+    "accounts",
+    FieldKind::StringList,
+    "only these accounts of the host (default: every account)",
+)];
+
 const RESET_FIELDS: &[Field] = &[Field::new(
     "password",
     FieldKind::String,
@@ -192,8 +198,8 @@ static PATHS: LazyLock<Vec<PathSpec>> = LazyLock::new(|| {
         ),
         spec(
             "hosts/{host}/rotate",
-            "Rotates every account of the host (children of one parent in one job).",
-            &[],
+            "Rotates every account of the host, or those named in `accounts` (children of one parent in one job).",
+            ROTATE_HOST_FIELDS,
             vec![(Operation::Write, rotate_host)],
         ),
         spec(
@@ -870,10 +876,30 @@ fn rotate_account(state: AppState, request: Request) -> HandlerFuture {
 
 fn rotate_host(state: AppState, request: Request) -> HandlerFuture {
     Box::pin(async move {
-        let reports = state
-            .os
-            .rotate_host(&request.mount, request.param("host"))
-            .await?;
+        let host = request.param("host");
+        let reports = match request.string_list("accounts")? {
+            None => state.os.rotate_host(&request.mount, host).await?,
+            Some(names) if names.is_empty() => {
+                return Err(ApiError::bad_request(format!(
+                    "field 'accounts' is empty: name accounts of host {host}, or leave it out to rotate them all"
+                )));
+            }
+            Some(names) => {
+                let known = model::list_accounts(&state.store, &request.mount, host)?;
+                if let Some(unknown) = names
+                    .iter()
+                    .find(|name| !known.iter().any(|account| &account.name == *name))
+                {
+                    return Err(ApiError::bad_request(format!(
+                        "field 'accounts': {unknown} is not an account of host {host}"
+                    )));
+                }
+                state
+                    .os
+                    .rotate_accounts(&request.mount, host, Some(&names))
+                    .await?
+            }
+        };
         let mut accounts = Map::new();
         let mut failed = 0;
         for report in reports {
