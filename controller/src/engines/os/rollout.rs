@@ -477,6 +477,28 @@ fn positive(request: &Request, field: &str, default: usize) -> Result<usize, Api
     }
 }
 
+/// A site no host of the mount is in is a typo far more often than an empty site: refuse it
+/// rather than answer an empty plan, and name the sites there are.
+fn check_site_known(site: &str, mount: &str, hosts: &[HostRecord]) -> Result<(), ApiError> {
+    if hosts.iter().any(|host| host.site.as_deref() == Some(site)) {
+        return Ok(());
+    }
+    let mut sites: Vec<&str> = hosts
+        .iter()
+        .filter_map(|host| host.site.as_deref())
+        .collect();
+    sites.sort_unstable();
+    sites.dedup();
+    let known = if sites.is_empty() {
+        "none has a site".to_string()
+    } else {
+        format!("the sites with hosts are {}", sites.join(", "))
+    };
+    Err(ApiError::bad_request(format!(
+        "field 'site': no host of {mount} is in site '{site}'; {known}"
+    )))
+}
+
 fn plan_json(plan: &Plan) -> Vec<Value> {
     plan.waves
         .iter()
@@ -517,6 +539,9 @@ pub fn rotate(state: AppState, request: Request) -> HandlerFuture {
             .into_iter()
             .map(|(_, host)| host)
             .collect();
+        if let Some(site) = selector.site.as_deref() {
+            check_site_known(site, &request.mount, &hosts)?;
+        }
         let accounts = model::all_accounts(&state.store, &request.mount)?;
         let plan = waves::build_plan(&selector, &options, &hosts, &accounts);
         let mut data = crate::data_map! {

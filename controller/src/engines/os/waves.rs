@@ -153,15 +153,43 @@ pub fn glob_matches(pattern: &str, text: &str) -> bool {
     pattern[p..].iter().all(|c| *c == '*')
 }
 
+/// Characters other glob dialects give a meaning this matcher does not.
+const UNSUPPORTED_GLOB_CHARACTERS: &[char] = &['[', ']', '{', '}', '\\', '!', '^'];
+
+/// Refuses a glob that would not mean what it says here: only `*` and `?` are special, and
+/// names never hold whitespace or `/`.
+pub fn check_glob(glob: &str) -> Result<(), String> {
+    if let Some(found) = glob
+        .chars()
+        .find(|c| UNSUPPORTED_GLOB_CHARACTERS.contains(c))
+    {
+        return Err(format!(
+            "'{glob}' is not a glob Rotor understands: '{found}' has no meaning here (only * for any run of characters and ? for one character); list the names with several runs, or use a wider glob and check it with dry_run=true"
+        ));
+    }
+    if glob.chars().any(|c| c.is_whitespace() || c == '/') {
+        return Err(format!(
+            "'{glob}' is not a glob Rotor understands: names hold no whitespace or '/'"
+        ));
+    }
+    Ok(())
+}
+
 impl Selector {
-    /// Refuses a selector that names nothing (it would take the whole mount by accident).
+    /// Refuses a selector that names nothing (it would take the whole mount by accident), and
+    /// a glob using syntax this matcher does not have: `web-[12]` would otherwise match no
+    /// host at all, silently, instead of the two the operator meant.
     pub fn check(&self) -> Result<(), String> {
         let given = |part: &Option<String>| part.as_deref().is_some_and(|p| !p.trim().is_empty());
-        if given(&self.site) || given(&self.host) || given(&self.account) {
-            Ok(())
-        } else {
-            Err("give at least one of 'site', 'host' (a glob) or 'account' (a glob); to rotate everything say host='*'".into())
+        if !(given(&self.site) || given(&self.host) || given(&self.account)) {
+            return Err("give at least one of 'site', 'host' (a glob) or 'account' (a glob); to rotate everything say host='*'".into());
         }
+        for (field, glob) in [("host", &self.host), ("account", &self.account)] {
+            if let Some(glob) = glob {
+                check_glob(glob).map_err(|reason| format!("field '{field}': {reason}"))?;
+            }
+        }
+        Ok(())
     }
 
     fn takes_host(&self, host: &HostRecord) -> bool {
@@ -315,6 +343,35 @@ mod tests {
             ..Selector::default()
         };
         assert!(site.check().is_ok());
+    }
+
+    #[test]
+    fn globs_with_syntax_the_matcher_lacks_are_refused() {
+        for bad in ["web-[12]", "web-{1,2}", "web\\-1", "!web-1", "web 1", "a/b"] {
+            let selector = Selector {
+                host: Some(bad.into()),
+                ..Selector::default()
+            };
+            let error = selector.check().expect_err(bad);
+            assert!(error.starts_with("field 'host': "), "{error}");
+            assert!(error.contains(bad), "{error}");
+        }
+        let account = Selector {
+            account: Some("app[0-9]".into()),
+            ..Selector::default()
+        };
+        assert!(
+            account
+                .check()
+                .expect_err("class")
+                .contains("field 'account'")
+        );
+        let fine = Selector {
+            host: Some("web-?*".into()),
+            account: Some("app_1.x-*".into()),
+            ..Selector::default()
+        };
+        assert!(fine.check().is_ok());
     }
 
     #[test]
