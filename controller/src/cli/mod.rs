@@ -1,14 +1,17 @@
 //! The `rotor` command line: `server`, `operator init`, Vault's generic verbs
-//! `read | write | list | delete PATH [k=v ...]`, and `login`, `token`, `policy`, `lease`.
+//! `read | write | list | delete PATH [k=v ...]`, and `login`, `token`, `policy`, `lease`,
+//! `rotation`.
 //!
 //! Owns turning arguments into requests and answers into text, and the exit codes (0 ok,
-//! 1 usage or local failure, 2 the server refused). Must not hold server logic.
+//! 1 usage or local failure, 2 the server refused, 3 a watched fleet rotation did not
+//! succeed). Must not hold server logic.
 
 pub mod client;
 pub mod flags;
 pub mod lease;
 pub mod output;
 pub mod policy;
+pub mod rotation;
 pub mod ssh;
 pub mod token;
 
@@ -36,6 +39,8 @@ Commands:
     token           Create, look up, renew and revoke tokens (rotor token help)
     policy          Write, read, list and delete ACL policies (rotor policy help)
     lease           Look up, renew and revoke leases (rotor lease help)
+    rotation        Watch a fleet rotation in waves: rotor rotation watch [-mount=os] ID
+                    (start one with rotor write os/rotate ... dry_run=false; rotor rotation help)
     ssh             Log in with a one-time password: rotor ssh -role ROLE user@host
 
 Environment: ROTOR_ADDR, ROTOR_TOKEN, ROTOR_CACERT (VAULT_ADDR, VAULT_TOKEN, VAULT_CACERT as fallbacks).
@@ -146,6 +151,7 @@ pub fn main(args: Vec<String>) -> i32 {
         "token" => token::run(rest),
         "policy" => policy::run(rest),
         "lease" => lease::run(rest),
+        "rotation" => rotation::run(rest),
         "ssh" => ssh::run(rest),
         "-h" | "-help" | "--help" | "help" => {
             print!("{HELP}");
@@ -163,6 +169,9 @@ pub fn main(args: Vec<String>) -> i32 {
             if error.downcast_ref::<ApiFailure>().is_some() {
                 eprintln!("Error: {error}");
                 2
+            } else if error.downcast_ref::<rotation::RunDidNotSucceed>().is_some() {
+                eprintln!("Error: {error}");
+                3
             } else {
                 eprintln!("Error: {error:#}");
                 1
