@@ -44,8 +44,8 @@ Follows a fleet rotation in waves until it ends. Start one with
 (dry_run=true, the default, answers the plan only) and watch the id it prints:
     rotor rotation watch RUN_ID
 
-On a terminal it draws one progress bar line (hosts done of planned, hosts failed, the
-wave running); otherwise it prints one line each time the progress changes. At the end it
+On a terminal it draws one progress bar line (hosts done of planned, hosts failed, hosts
+not attempted after a stop, the wave running); otherwise it prints one line each time the progress changes. At the end it
 lists every account: succeeded (with its new version), failed (with why) or not_attempted
 (left untouched when the failure threshold stopped the run).
 
@@ -64,10 +64,12 @@ pub struct RunDidNotSucceed(pub String);
 pub struct Progress {
     pub state: String,
     pub hosts_planned: usize,
-    /// Hosts whose every account reached an end (succeeded, failed, not attempted, interrupted).
+    /// Hosts that ran to an end: every account succeeded, failed or was interrupted.
     pub hosts_done: usize,
     /// Hosts with at least one failed account.
     pub hosts_failed: usize,
+    /// Hosts a stop left untouched: not done, so a stopped run never draws a full bar.
+    pub hosts_not_attempted: usize,
     pub accounts_planned: u64,
     pub accounts_succeeded: u64,
     pub accounts_failed: u64,
@@ -104,10 +106,13 @@ fn accounts_of(host: &Value) -> impl Iterator<Item = &Value> {
 impl Progress {
     pub fn from_run(data: &Value) -> Progress {
         let count = |name: &str| data[name].as_u64().unwrap_or(0);
-        let (mut hosts_planned, mut hosts_done, mut hosts_failed) = (0, 0, 0);
+        let (mut hosts_planned, mut hosts_done, mut hosts_failed, mut hosts_not_attempted) =
+            (0, 0, 0, 0);
         for (_, host) in hosts(data) {
             hosts_planned += 1;
-            if accounts_of(host).all(|account| {
+            if accounts_of(host).all(|account| account_state(account) == "not_attempted") {
+                hosts_not_attempted += 1;
+            } else if accounts_of(host).all(|account| {
                 matches!(
                     account_state(account),
                     "succeeded" | "failed" | "not_attempted" | "interrupted"
@@ -124,6 +129,7 @@ impl Progress {
             hosts_planned,
             hosts_done,
             hosts_failed,
+            hosts_not_attempted,
             accounts_planned: count("planned"),
             accounts_succeeded: count("succeeded"),
             accounts_failed: count("failed"),
@@ -146,13 +152,14 @@ impl Progress {
     /// One plain line: what changed is visible by comparing two of them.
     pub fn line(&self) -> String {
         format!(
-            "{}: wave {}/{}, {}/{} hosts done, {} failed (accounts: {} succeeded, {} failed, {} not attempted, of {})",
+            "{}: wave {}/{}, {}/{} hosts done, {} failed, {} not attempted (accounts: {} succeeded, {} failed, {} not attempted, of {})",
             self.state,
             self.wave,
             self.wave_count,
             self.hosts_done,
             self.hosts_planned,
             self.hosts_failed,
+            self.hosts_not_attempted,
             self.accounts_succeeded,
             self.accounts_failed,
             self.accounts_not_attempted,
@@ -167,12 +174,13 @@ impl Progress {
             .unwrap_or(width)
             .min(width);
         format!(
-            "[{}{}] {}/{} hosts  {} failed  wave {}/{}  {}",
+            "[{}{}] {}/{} hosts  {} failed  {} not attempted  wave {}/{}  {}",
             "#".repeat(filled),
             "-".repeat(width - filled),
             self.hosts_done,
             self.hosts_planned,
             self.hosts_failed,
+            self.hosts_not_attempted,
             self.wave,
             self.wave_count,
             self.state,
@@ -352,11 +360,11 @@ mod tests {
         assert!(!progress.finished());
         assert_eq!(
             progress.line(),
-            "running: wave 2/3, 1/3 hosts done, 1 failed (accounts: 2 succeeded, 1 failed, 0 not attempted, of 6)"
+            "running: wave 2/3, 1/3 hosts done, 1 failed, 0 not attempted (accounts: 2 succeeded, 1 failed, 0 not attempted, of 6)"
         );
         assert_eq!(
             progress.bar(6),
-            "[##----] 1/3 hosts  1 failed  wave 2/3  running"
+            "[##----] 1/3 hosts  1 failed  0 not attempted  wave 2/3  running"
         );
     }
 
@@ -373,7 +381,12 @@ mod tests {
         let progress = Progress::from_run(&data);
         assert!(progress.finished());
         assert!(!progress.succeeded());
-        assert_eq!(progress.hosts_done, 3);
+        assert_eq!(progress.hosts_done, 2);
+        assert_eq!(progress.hosts_not_attempted, 1);
+        assert_eq!(
+            progress.bar(6),
+            "[####--] 2/3 hosts  1 failed  1 not attempted  wave 2/3  stopped"
+        );
         let text = summary(&data, &progress);
         assert!(
             text.contains("stop reason: 2 of 6 account(s) failed"),
@@ -400,7 +413,7 @@ mod tests {
         assert!(progress.succeeded());
         assert_eq!(
             progress.bar(4),
-            "[####] 1/1 hosts  0 failed  wave 1/1  completed"
+            "[####] 1/1 hosts  0 failed  0 not attempted  wave 1/1  completed"
         );
         // An empty plan draws a full bar rather than dividing by zero.
         let empty = Progress::from_run(&json!({"state": "completed", "waves": []}));
