@@ -355,7 +355,7 @@ fn waves_plan_canary_first_stop_on_failures_and_watch() -> Result<()> {
         watched.stdout
     );
     for expected in [
-        "stopped: wave 2/3, 4/4 hosts done, 1 failed (accounts: 2 succeeded, 2 failed, 4 not attempted, of 8)",
+        "stopped: wave 2/3, 2/4 hosts done, 1 failed, 2 not attempted (accounts: 2 succeeded, 2 failed, 4 not attempted, of 8)",
         "stop reason: 2 of 8 account(s) failed, past the failure threshold of 1",
         "  wave 1  wave-1  app1  succeeded  version 2",
         "  wave 1  wave-1  app2  succeeded  version 2",
@@ -431,7 +431,7 @@ fn waves_plan_canary_first_stop_on_failures_and_watch() -> Result<()> {
     assert!(watched.success(), "{}{}", watched.stdout, watched.stderr);
     assert!(
         watched.stdout.contains(
-            "completed: wave 2/2, 4/4 hosts done, 0 failed (accounts: 8 succeeded, 0 failed, 0 not attempted, of 8)"
+            "completed: wave 2/2, 4/4 hosts done, 0 failed, 0 not attempted (accounts: 8 succeeded, 0 failed, 0 not attempted, of 8)"
         ),
         "{}",
         watched.stdout
@@ -450,5 +450,61 @@ fn waves_plan_canary_first_stop_on_failures_and_watch() -> Result<()> {
     }
     let outsider = host(OUTSIDER)?;
     assert_password(outsider, "app1", &initial_password(OUTSIDER, "app1"));
+
+    // The controller dies during the canary: the run reads as interrupted after the restart,
+    // the canary's account is left to the driver's recovery (it ends with a password that
+    // logs in), and every later host is not_attempted and keeps the password it had.
+    let before: Vec<(String, String)> = WAVE_HOSTS[1..]
+        .iter()
+        .map(|name| Ok((name.to_string(), creds(&rotor, name, "app1")?.0)))
+        .collect::<Result<_>>()?;
+    let started = rotor.cli_json(&[
+        "write",
+        "os/rotate",
+        "host=wave-*",
+        "account=app1",
+        "dry_run=false",
+    ])?;
+    let id = started["data"]["id"]
+        .as_str()
+        .context("run id")?
+        .to_string();
+    let run_path = format!("os/rotations/{id}");
+    wait_until(
+        "the canary wave-1 to be rotating",
+        Duration::from_secs(10),
+        || Ok(state_of(&rotor.cli_json(&["read", &run_path])?["data"], "wave-1") == ["running"]),
+    )?;
+    rotor.kill_controller()?;
+    rotor.restart_controller()?;
+    let interrupted = rotor.cli_json(&["read", &run_path])?;
+    let data = &interrupted["data"];
+    assert_eq!(data["state"], "interrupted", "{interrupted}");
+    assert_eq!(state_of(data, "wave-1"), ["interrupted"], "{interrupted}");
+    for (name, _) in &before {
+        assert_eq!(state_of(data, name), ["not_attempted"], "{interrupted}");
+    }
+    let watched = rotor.controller().cli_output(&["rotation", "watch", &id])?;
+    assert_eq!(
+        watched.exit_code,
+        Some(3),
+        "{}{}",
+        watched.stdout,
+        watched.stderr
+    );
+    assert!(watched.stderr.contains("interrupted"), "{}", watched.stderr);
+    wait_until(
+        "the driver's recovery to settle wave-1/app1",
+        Duration::from_secs(60),
+        || {
+            let read = rotor.cli_json(&["read", "os/hosts/wave-1/accounts/app1"])?;
+            Ok(read["data"]["status"] == "in_sync")
+        },
+    )?;
+    let (password, _) = creds(&rotor, "wave-1", "app1")?;
+    assert_password(canary, "app1", &password);
+    for (name, password) in &before {
+        assert_password(host(name)?, "app1", password);
+    }
     Ok(())
 }
