@@ -3,8 +3,9 @@
 //!
 //! Proves that a dry run only plans (and its host and account globs really filter), that a run
 //! rotates the canary before anything else, that a failure past the threshold stops it with the
-//! hosts not started reported `not_attempted` and still on their old passwords, and that bad
-//! selectors and options are 400s saying what is wrong. Every password claim is a login on the
+//! hosts not started reported `not_attempted` and still on their old passwords, that a run cut
+//! by a controller restart reads `interrupted`, and that bad selectors and options are 400s
+//! saying what is wrong. Every password claim is a login on the
 //! host. Owns only this scenario; the harness owns containers and logins.
 
 use std::time::Duration;
@@ -90,7 +91,7 @@ fn wave_hosts(data: &Value) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// `host -> [(account, state)]` of a run record.
+/// `(host, account, state)` for every account of a run record, in plan order.
 fn account_states(data: &Value) -> Vec<(String, String, String)> {
     let mut states = Vec::new();
     for host in data["waves"]
