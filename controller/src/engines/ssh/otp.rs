@@ -241,6 +241,11 @@ pub fn lookup(state: AppState, request: Request) -> HandlerFuture {
 /// Takes an OTP out of the store (it can be used once); answers its record if it existed.
 fn consume(store: &Store, otp: &str) -> Result<Option<OtpRecord>, StoreError> {
     let key = otp_key(otp);
+    // Most presentations that are not OTPs (a `sufficient` PAM stack hands the helper every
+    // password) end here, on a read, without the durable commit a write costs.
+    if store.get::<OtpRecord>(Table::SshOtps, &key)?.is_none() {
+        return Ok(None);
+    }
     store.write(|tx| {
         let record: Option<OtpRecord> = tx.get(Table::SshOtps, &key)?;
         if record.is_some() {
@@ -310,20 +315,32 @@ pub fn verify_for_agent(
     let record = consume(store, check.otp.expose())
         .map_err(internal)?
         .ok_or_else(|| OTP_NOT_FOUND.to_string())?;
+    let verdict = check_consumed(store, &record, check, now).map_err(internal)?;
+    // After the verdict, so the lease's own commit does not queue before the binding's.
     end_lease(leases, record.lease_id.clone());
+    verdict
+}
+
+/// Whether a consumed OTP's record allows this login; binds the address to the agent on
+/// its first verified use.
+fn check_consumed(
+    store: &Store,
+    record: &OtpRecord,
+    check: OtpCheck,
+    now: u64,
+) -> Result<Result<(), String>, StoreError> {
     if record.expire_unix <= now {
-        return Err(format!("{OTP_NOT_FOUND} (expired)"));
+        return Ok(Err(format!("{OTP_NOT_FOUND} (expired)")));
     }
     if record.username != check.username {
-        return Err(format!(
+        return Ok(Err(format!(
             "the OTP was issued for another user, not {}",
             check.username
-        ));
+        )));
     }
-    let ip: IpAddr = record
-        .ip
-        .parse()
-        .map_err(|_| "the OTP's address is unreadable".to_string())?;
+    let Ok(ip) = record.ip.parse::<IpAddr>() else {
+        return Ok(Err("the OTP's address is unreadable".to_string()));
+    };
     let key = binding_key(&record.mount, &ip);
     let agent = check.agent_id.as_str().to_string();
     let on_this_host = check
@@ -331,33 +348,37 @@ pub fn verify_for_agent(
         .iter()
         .filter_map(|address| address.parse::<IpAddr>().ok())
         .any(|address| address == ip);
-    store
-        .write(|tx| {
-            match tx.get::<OtpBinding>(Table::SshOtpBindings, &key)? {
-                Some(binding) if binding.agent_id == agent => Ok(Ok(())),
-                Some(binding) => Ok(Err(format!(
-                    "the OTP is for {ip}, which is served by agent {}, not by this host's agent {agent}",
-                    binding.agent_id
-                ))),
-                None if on_this_host => {
-                    tx.put(
-                        Table::SshOtpBindings,
-                        &key,
-                        &OtpBinding {
-                            agent_id: agent.clone(),
-                            source: "first_use".into(),
-                            bound_unix: now,
-                        },
-                    )?;
-                    tracing::info!(%ip, agent = %agent, "bound a host address to the agent that serves it (first OTP verified there)");
-                    Ok(Ok(()))
-                }
-                None => Ok(Err(format!(
-                    "the OTP is for {ip}, which is not an address of this host"
-                ))),
-            }
-        })
-        .map_err(internal)?
+    let judge = |binding: Option<OtpBinding>| match binding {
+        Some(binding) if binding.agent_id == agent => Some(Ok(())),
+        Some(binding) => Some(Err(format!(
+            "the OTP is for {ip}, which is served by agent {}, not by this host's agent {agent}",
+            binding.agent_id
+        ))),
+        None if on_this_host => None,
+        None => Some(Err(format!(
+            "the OTP is for {ip}, which is not an address of this host"
+        ))),
+    };
+    // A bound address (every login after the first) is judged on a read.
+    if let Some(verdict) = judge(store.get::<OtpBinding>(Table::SshOtpBindings, &key)?) {
+        return Ok(verdict);
+    }
+    store.write(|tx| {
+        if let Some(verdict) = judge(tx.get::<OtpBinding>(Table::SshOtpBindings, &key)?) {
+            return Ok(verdict);
+        }
+        tx.put(
+            Table::SshOtpBindings,
+            &key,
+            &OtpBinding {
+                agent_id: agent.clone(),
+                source: "first_use".into(),
+                bound_unix: now,
+            },
+        )?;
+        tracing::info!(%ip, agent = %agent, "bound a host address to the agent that serves it (first OTP verified there)");
+        Ok(Ok(()))
+    })
 }
 
 /// Ends one OTP's lease: forgets the OTP if it is still unused. Idempotent.
