@@ -2,10 +2,13 @@
 //!
 //! Owns accepting connections (enrollment for certificate-less peers, Hello/Welcome for
 //! enrolled agents, checked against the registry and revocation on every connection), the map
-//! of live [`link::AgentLink`]s, and [`Dispatcher::submit`]: one bidirectional stream per
-//! job. Engines call `submit`; they never see QUIC. Must not decide what a job means.
+//! of live [`link::AgentLink`]s, and [`Dispatcher::submit`]: a job waits in its site's queue
+//! (`queue.rs` decides who gets a slot) until an agent has a free slot, then runs on one
+//! bidirectional stream. Engines call `submit`; they never see QUIC. Must not decide what a
+//! job means.
 
 pub mod link;
+pub mod queue;
 pub mod registry;
 
 use std::collections::HashMap;
@@ -34,8 +37,13 @@ pub struct DispatchSettings {
     pub agent_certificate_validity: Duration,
     /// How long an agent may take to accept a pushed job.
     pub accept_timeout: Duration,
-    /// How long a job for a site waits for one of the site's agents to connect.
+    /// How long a job waits for one of its site's agents to connect and have a free slot;
+    /// after that it fails, certainly not run.
     pub agent_wait: Duration,
+    /// Jobs one agent runs at once; more wait in the site's queue.
+    pub max_jobs_per_agent: usize,
+    /// Jobs touching one host at once (jobs submitted with a host key).
+    pub max_jobs_per_host: usize,
 }
 
 impl Default for DispatchSettings {
@@ -47,6 +55,8 @@ impl Default for DispatchSettings {
             agent_certificate_validity: Duration::from_secs(365 * 24 * 3600),
             accept_timeout: Duration::from_secs(10),
             agent_wait: Duration::from_secs(15),
+            max_jobs_per_agent: 32,
+            max_jobs_per_host: 1,
         }
     }
 }
@@ -66,6 +76,15 @@ pub enum DispatchError {
     NoAgentForSite(String),
     #[error("agent {0} is not connected; start it, or check its link to the controller")]
     NotConnected(String),
+    /// Agents were connected but none had a free slot in time: certain the job did not run.
+    #[error(
+        "no slot freed for a job of site '{site}' within {waited_secs}s ({detail}); the job was not sent: add agents to the site or raise max_jobs_per_agent / max_jobs_per_host"
+    )]
+    NoFreeSlot {
+        site: String,
+        waited_secs: u64,
+        detail: String,
+    },
     /// The agent never accepted the job: certain it did not run.
     #[error("agent {agent} did not accept job {job}: {detail}")]
     NotDelivered {
@@ -136,8 +155,9 @@ struct Inner {
     settings: DispatchSettings,
     /// Live links by agent id. A std mutex: held only to look up, insert or remove.
     links: Mutex<HashMap<String, Arc<AgentLink>>>,
-    /// Jobs in flight per agent, for least-loaded choice.
-    in_flight: Mutex<HashMap<String, usize>>,
+    /// Admission (who waits, who runs where) and the waiters' grant channels, under one lock
+    /// so a grant and its delivery cannot be torn apart. A std mutex: never held over an await.
+    queues: Mutex<Queues>,
     /// Set by the ssh engine; without it every OTP is refused.
     otp_verifier: Mutex<Option<OtpVerifier>>,
 }
@@ -148,13 +168,20 @@ impl Dispatcher {
         ca: Arc<CertificateAuthority>,
         settings: DispatchSettings,
     ) -> Self {
+        let limits = queue::Limits {
+            per_agent: settings.max_jobs_per_agent,
+            per_host: settings.max_jobs_per_host,
+        };
         Self {
             inner: Arc::new(Inner {
                 store,
                 ca,
                 settings,
                 links: Mutex::new(HashMap::new()),
-                in_flight: Mutex::new(HashMap::new()),
+                queues: Mutex::new(Queues {
+                    admission: queue::Admission::new(limits),
+                    waiters: HashMap::new(),
+                }),
                 otp_verifier: Mutex::new(None),
             }),
         }
@@ -202,13 +229,7 @@ impl Dispatcher {
 
     pub fn live_status(&self, id: &str) -> Option<LiveStatus> {
         let link = self.link(id)?;
-        let jobs_in_flight = self
-            .inner
-            .in_flight
-            .lock()
-            .ok()
-            .and_then(|counts| counts.get(id).copied())
-            .unwrap_or(0);
+        let jobs_in_flight = self.jobs_in_flight(id);
         Some(LiveStatus {
             remote_address: link.remote_address.to_string(),
             connected_unix: link.connected_unix,
@@ -248,49 +269,172 @@ impl Dispatcher {
         Ok(existed)
     }
 
-    fn pick_agent(&self, target: &JobTarget) -> Result<Arc<AgentLink>, DispatchError> {
-        match target {
-            JobTarget::Agent(id) => self
-                .link(id.as_str())
-                .ok_or_else(|| DispatchError::NotConnected(id.to_string())),
-            JobTarget::Site(site) => {
-                let counts = self
-                    .inner
-                    .in_flight
-                    .lock()
-                    .map(|counts| counts.clone())
-                    .unwrap_or_default();
-                self.links_snapshot()
-                    .into_iter()
-                    .filter(|link| &link.site == site)
-                    .min_by_key(|link| counts.get(link.agent_id.as_str()).copied().unwrap_or(0))
-                    .ok_or_else(|| DispatchError::NoAgentForSite(site.clone()))
-            }
-        }
+    /// Jobs running on one agent now.
+    pub fn jobs_in_flight(&self, agent: &str) -> usize {
+        self.inner
+            .queues
+            .lock()
+            .map(|queues| queues.admission.agent_jobs(agent))
+            .unwrap_or(0)
     }
 
-    /// Picks an agent for `target`, waiting up to `agent_wait` for one to connect (an agent
-    /// restarting, a link being re-established) before giving up.
-    async fn wait_for_agent(&self, target: &JobTarget) -> Result<Arc<AgentLink>, DispatchError> {
-        let deadline = tokio::time::Instant::now() + self.inner.settings.agent_wait;
+    /// Jobs waiting for a slot, per site with any waiting.
+    pub fn queue_depths(&self) -> Vec<(String, usize)> {
+        self.inner
+            .queues
+            .lock()
+            .map(|queues| queues.admission.queue_depths())
+            .unwrap_or_default()
+    }
+
+    /// Waits up to `until` for `id` to be connected (an agent restarting, a link being
+    /// re-established).
+    async fn wait_for_agent(
+        &self,
+        id: &AgentId,
+        until: tokio::time::Instant,
+    ) -> Result<Arc<AgentLink>, DispatchError> {
         loop {
-            match self.pick_agent(target) {
-                Ok(link) => return Ok(link),
-                Err(error) if tokio::time::Instant::now() >= deadline => return Err(error),
-                Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+            if let Some(link) = self.link(id.as_str()) {
+                return Ok(link);
+            }
+            if tokio::time::Instant::now() >= until {
+                return Err(DispatchError::NotConnected(id.to_string()));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Hands every slot that can be given now to its waiting job. Called whenever a slot may
+    /// have freed: a job enqueued or ended, an agent connected.
+    fn grant_free_slots(&self) {
+        let links = self.links_snapshot();
+        let connected: Vec<queue::ConnectedAgent<'_>> = links
+            .iter()
+            .map(|link| queue::ConnectedAgent {
+                agent: link.agent_id.as_str(),
+                site: &link.site,
+            })
+            .collect();
+        let Ok(mut queues) = self.inner.queues.lock() else {
+            return;
+        };
+        for grant in queues.admission.grant(&connected) {
+            if let Some(waiter) = queues.waiters.remove(&grant.ticket) {
+                // A waiter that is gone gives its slot back through its ticket guard.
+                let _ = waiter.send(grant.agent);
             }
         }
     }
 
-    fn count_in_flight(&self, agent: &str, delta: isize) {
-        if let Ok(mut counts) = self.inner.in_flight.lock() {
-            let entry = counts.entry(agent.to_string()).or_insert(0);
-            *entry = entry.saturating_add_signed(delta);
+    /// Waits in `site`'s queue until `until` for a slot, then answers it (held until dropped).
+    async fn acquire_slot(
+        &self,
+        site: &str,
+        host: Option<&str>,
+        only_agent: Option<&str>,
+        until: tokio::time::Instant,
+    ) -> Result<Slot, DispatchError> {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let ticket = match self.inner.queues.lock() {
+            Ok(mut queues) => {
+                let ticket = queues.admission.enqueue(site, host, only_agent);
+                queues.waiters.insert(ticket, sender);
+                ticket
+            }
+            Err(_) => {
+                return Err(DispatchError::NoFreeSlot {
+                    site: site.to_string(),
+                    waited_secs: 0,
+                    detail: "the dispatcher's queue is unusable after a panic".into(),
+                });
+            }
+        };
+        let mut waiting = Waiting {
+            dispatcher: self.clone(),
+            ticket,
+            receiver: Some(receiver),
+            site: site.to_string(),
+            host: host.map(str::to_string),
+        };
+        self.grant_free_slots();
+        let started = tokio::time::Instant::now();
+        let granted = match waiting.receiver.as_mut() {
+            Some(receiver) => tokio::time::timeout_at(until, receiver)
+                .await
+                .ok()
+                .and_then(Result::ok),
+            None => None,
+        };
+        // Out of time: withdraw the ticket, unless it was granted meanwhile.
+        let agent = granted.or_else(|| waiting.withdraw());
+        // The slot (if any) is ours now: disarm the guard.
+        waiting.receiver = None;
+        match agent {
+            Some(agent) => Ok(Slot {
+                dispatcher: self.clone(),
+                site: site.to_string(),
+                host: host.map(str::to_string),
+                agent,
+            }),
+            None => Err(self.no_slot_error(site, host, only_agent, started.elapsed())),
+        }
+    }
+
+    fn no_slot_error(
+        &self,
+        site: &str,
+        host: Option<&str>,
+        only_agent: Option<&str>,
+        waited: Duration,
+    ) -> DispatchError {
+        let connected = self.connected_agents(site);
+        if let Some(agent) = only_agent {
+            if !connected.iter().any(|id| id.as_str() == agent) {
+                return DispatchError::NotConnected(agent.to_string());
+            }
+        } else if connected.is_empty() {
+            return DispatchError::NoAgentForSite(site.to_string());
+        }
+        let mut detail = match self.inner.queues.lock() {
+            Ok(queues) => {
+                let limits = queues.admission.limits();
+                let mut parts = vec![format!(
+                    "{} connected agent(s) with {} job(s) in flight, at most {} each",
+                    connected.len(),
+                    connected
+                        .iter()
+                        .map(|id| queues.admission.agent_jobs(id.as_str()))
+                        .sum::<usize>(),
+                    limits.per_agent
+                )];
+                if let Some(host) = host {
+                    parts.push(format!(
+                        "host {host} has {} job(s) in flight, at most {}",
+                        queues.admission.host_jobs(site, host),
+                        limits.per_host
+                    ));
+                }
+                parts.push(format!(
+                    "{} other job(s) waiting",
+                    queues.admission.queue_depth(site)
+                ));
+                parts.join("; ")
+            }
+            Err(_) => String::from("queue unusable"),
+        };
+        if let Some(agent) = only_agent {
+            detail = format!("job for agent {agent}; {detail}");
+        }
+        DispatchError::NoFreeSlot {
+            site: site.to_string(),
+            waited_secs: waited.as_secs(),
+            detail,
         }
     }
 
     /// Sends a job to an agent on a stream of its own and waits for its result, at most
-    /// until `deadline` from now.
+    /// until `deadline` from now. Same as [`Dispatcher::submit_for_host`] with no host key.
     pub async fn submit(
         &self,
         target: &JobTarget,
@@ -298,17 +442,79 @@ impl Dispatcher {
         kind: JobKind,
         deadline: Duration,
     ) -> Result<(AgentId, JobOutcome), DispatchError> {
-        let link = self.wait_for_agent(target).await?;
-        let agent = link.agent_id.to_string();
-        self.count_in_flight(&agent, 1);
-        let outcome = self.run_job(&link, job_id, kind, deadline).await;
-        self.count_in_flight(&agent, -1);
-        outcome.map(|outcome| (link.agent_id.clone(), outcome))
+        self.submit_for_host(target, None, job_id, kind, deadline)
+            .await
+    }
+
+    /// Like [`Dispatcher::submit`], for a job that touches `host` (a name unique within the
+    /// site): at most `max_jobs_per_host` such jobs run at once, and waiting jobs of
+    /// different hosts take turns. The job waits in its site's queue up to `agent_wait` for a
+    /// connected agent under `max_jobs_per_agent`; a job whose agent dropped before it was
+    /// sent goes to another agent of the site.
+    pub async fn submit_for_host(
+        &self,
+        target: &JobTarget,
+        host: Option<&str>,
+        job_id: JobId,
+        kind: JobKind,
+        deadline: Duration,
+    ) -> Result<(AgentId, JobOutcome), DispatchError> {
+        let until = tokio::time::Instant::now() + self.inner.settings.agent_wait;
+        loop {
+            let (site, only_agent) = match target {
+                JobTarget::Site(site) => (site.clone(), None),
+                JobTarget::Agent(id) => {
+                    let link = self.wait_for_agent(id, until).await?;
+                    (link.site.clone(), Some(id.as_str()))
+                }
+            };
+            let slot = self.acquire_slot(&site, host, only_agent, until).await?;
+            let Some(link) = self.link(&slot.agent) else {
+                // The agent left between the grant and now: nothing was sent; wait again.
+                drop(slot);
+                continue;
+            };
+            let stream = match self.open_job_stream(&link).await {
+                Ok(stream) => stream,
+                Err(detail)
+                    if link.connection.close_reason().is_some()
+                        && tokio::time::Instant::now() < until =>
+                {
+                    tracing::info!(agent = %link.agent_id, %site, %detail,
+                        "agent dropped before a queued job was sent; giving it to another agent");
+                    drop(slot);
+                    continue;
+                }
+                Err(detail) => {
+                    return Err(DispatchError::NotDelivered {
+                        agent: link.agent_id.to_string(),
+                        job: job_id.to_string(),
+                        detail,
+                    });
+                }
+            };
+            let outcome = self.run_job(&link, stream, job_id, kind, deadline).await;
+            drop(slot);
+            return outcome.map(|outcome| (link.agent_id.clone(), outcome));
+        }
+    }
+
+    /// Opens a job's stream; nothing of the job is sent yet.
+    async fn open_job_stream(
+        &self,
+        link: &AgentLink,
+    ) -> Result<(quinn::SendStream, quinn::RecvStream), String> {
+        let accept_timeout = self.inner.settings.accept_timeout;
+        tokio::time::timeout(accept_timeout, link.connection.open_bi())
+            .await
+            .map_err(|_| String::from("opening a job stream timed out"))?
+            .map_err(|error| format!("cannot open a job stream: {error}"))
     }
 
     async fn run_job(
         &self,
         link: &AgentLink,
+        (mut send, mut recv): (quinn::SendStream, quinn::RecvStream),
         job_id: JobId,
         kind: JobKind,
         deadline: Duration,
@@ -327,10 +533,6 @@ impl Dispatcher {
             kind,
         };
         let accept_timeout = self.inner.settings.accept_timeout;
-        let (mut send, mut recv) = tokio::time::timeout(accept_timeout, link.connection.open_bi())
-            .await
-            .map_err(|_| not_delivered("opening a job stream timed out".into()))?
-            .map_err(|error| not_delivered(format!("cannot open a job stream: {error}")))?;
         write_frame(&mut send, &job)
             .await
             .map_err(|error| not_delivered(format!("cannot send the job: {error}")))?;
@@ -663,6 +865,8 @@ impl Dispatcher {
         }
         let _ = registry::touch_agent(&self.inner.store, agent_id.as_str(), &remote.to_string());
         tracing::info!(agent = %agent_id, site = %record.site, %remote, "agent connected");
+        // Jobs waiting for this site may run now.
+        self.grant_free_slots();
         running.await;
         if let Ok(mut links) = self.inner.links.lock()
             && links
@@ -673,6 +877,79 @@ impl Dispatcher {
         }
         let _ = registry::touch_agent(&self.inner.store, agent_id.as_str(), &remote.to_string());
         tracing::info!(agent = %agent_id, %remote, "agent disconnected");
+    }
+}
+
+/// Admission state and the channels that deliver its grants.
+struct Queues {
+    admission: queue::Admission,
+    /// Each waiting ticket's grant channel: the agent its slot is on.
+    waiters: HashMap<queue::TicketId, tokio::sync::oneshot::Sender<String>>,
+}
+
+/// A job's place in its site's queue. Dropped while still waiting (its caller gave up), it
+/// withdraws the ticket, or gives back a slot granted meanwhile.
+struct Waiting {
+    dispatcher: Dispatcher,
+    ticket: queue::TicketId,
+    receiver: Option<tokio::sync::oneshot::Receiver<String>>,
+    site: String,
+    host: Option<String>,
+}
+
+impl Waiting {
+    /// Withdraws the ticket; answers the agent when it was granted meanwhile.
+    fn withdraw(&mut self) -> Option<String> {
+        let withdrawn = match self.dispatcher.inner.queues.lock() {
+            Ok(mut queues) => {
+                queues.waiters.remove(&self.ticket);
+                queues.admission.cancel(self.ticket)
+            }
+            Err(_) => true,
+        };
+        if withdrawn {
+            return None;
+        }
+        // Granted: the grant was sent under the same lock, so it is in the channel.
+        self.receiver
+            .take()
+            .and_then(|mut receiver| receiver.try_recv().ok())
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if self.receiver.is_none() {
+            return;
+        }
+        if let Some(agent) = self.withdraw() {
+            drop(Slot {
+                dispatcher: self.dispatcher.clone(),
+                site: std::mem::take(&mut self.site),
+                host: self.host.take(),
+                agent,
+            });
+        }
+    }
+}
+
+/// A granted slot: one job in flight on `agent` (and on `host`). Dropping it gives the slot
+/// back and lets the next waiting job run.
+struct Slot {
+    dispatcher: Dispatcher,
+    site: String,
+    host: Option<String>,
+    agent: String,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut queues) = self.dispatcher.inner.queues.lock() {
+            queues
+                .admission
+                .release(&self.site, self.host.as_deref(), &self.agent);
+        }
+        self.dispatcher.grant_free_slots();
     }
 }
 

@@ -1,9 +1,9 @@
 //! Gauges read at scrape time from what the controller holds now: accounts by status (the
-//! `out_of_sync` count among them), and per site the enrolled and connected agents and the
-//! jobs in flight.
+//! `out_of_sync` count among them), per site the enrolled and connected agents, the jobs in
+//! flight and the jobs waiting in the dispatcher's queue, and the jobs in flight per
+//! connected agent.
 //!
-//! Owns reading those figures; it changes nothing. The dispatcher has no queue yet, so jobs
-//! in flight per site stand in for queue depth. Must not count events (`registry.rs` does).
+//! Owns reading those figures; it changes nothing. Must not count events (`registry.rs` does).
 
 use std::collections::BTreeMap;
 
@@ -18,6 +18,8 @@ pub struct SiteGauges {
     pub agents_enrolled: u64,
     pub agents_connected: u64,
     pub jobs_in_flight: u64,
+    /// Jobs waiting in the dispatcher's queue for a free slot.
+    pub queue_depth: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +27,8 @@ pub struct FleetGauges {
     /// Every status, zeros included, so a dashboard sees `out_of_sync 0` rather than nothing.
     pub accounts_by_status: Vec<(&'static str, u64)>,
     pub sites: BTreeMap<String, SiteGauges>,
+    /// Jobs in flight per connected agent, by agent id.
+    pub agents_jobs_in_flight: BTreeMap<String, u64>,
 }
 
 impl FleetGauges {
@@ -57,6 +61,7 @@ pub fn read(store: &Store, dispatcher: &Dispatcher) -> Result<FleetGauges, Store
         .map(|(status, count)| (status.name(), count))
         .collect();
     let mut sites: BTreeMap<String, SiteGauges> = BTreeMap::new();
+    let mut agents_jobs_in_flight = BTreeMap::new();
     for agent in registry::list_agents(store)? {
         if agent.revoked_unix.is_some() {
             continue;
@@ -65,11 +70,17 @@ pub fn read(store: &Store, dispatcher: &Dispatcher) -> Result<FleetGauges, Store
         site.agents_enrolled += 1;
         if let Some(live) = dispatcher.live_status(&agent.id) {
             site.agents_connected += 1;
-            site.jobs_in_flight += u64::try_from(live.jobs_in_flight).unwrap_or(u64::MAX);
+            let jobs = u64::try_from(live.jobs_in_flight).unwrap_or(u64::MAX);
+            site.jobs_in_flight += jobs;
+            agents_jobs_in_flight.insert(agent.id.clone(), jobs);
         }
+    }
+    for (site, depth) in dispatcher.queue_depths() {
+        sites.entry(site).or_default().queue_depth = u64::try_from(depth).unwrap_or(u64::MAX);
     }
     Ok(FleetGauges {
         accounts_by_status,
         sites,
+        agents_jobs_in_flight,
     })
 }

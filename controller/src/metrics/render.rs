@@ -122,13 +122,27 @@ fn families(counters: &Snapshot, fleet: &FleetGauges) -> Vec<Family> {
     );
     let mut in_flight = Family::new(
         "rotor_site_jobs_in_flight",
-        "Jobs sent to a site's agents and not yet answered (the dispatcher has no queue).",
+        "Jobs sent to a site's agents and not yet answered.",
         Kind::Gauge,
     );
+    let mut queue_depth = Family::new(
+        "rotor_dispatch_queue_depth",
+        "Jobs waiting in a site's dispatch queue for a free agent slot (per-agent or per-host cap).",
+        Kind::Gauge,
+    );
+    let mut agent_in_flight = Family::new(
+        "rotor_agent_jobs_in_flight",
+        "Jobs running on a connected agent.",
+        Kind::Gauge,
+    );
+    for (agent, jobs) in &fleet.agents_jobs_in_flight {
+        agent_in_flight = agent_in_flight.number(vec![("agent", agent.clone())], *jobs);
+    }
     for (site, gauges) in &fleet.sites {
         enrolled = enrolled.number(vec![("site", site.clone())], gauges.agents_enrolled);
         connected = connected.number(vec![("site", site.clone())], gauges.agents_connected);
         in_flight = in_flight.number(vec![("site", site.clone())], gauges.jobs_in_flight);
+        queue_depth = queue_depth.number(vec![("site", site.clone())], gauges.queue_depth);
     }
     let mut api_requests = Family::new(
         "rotor_api_requests_total",
@@ -156,6 +170,8 @@ fn families(counters: &Snapshot, fleet: &FleetGauges) -> Vec<Family> {
         enrolled,
         connected,
         in_flight,
+        queue_depth,
+        agent_in_flight,
         api_requests,
         api_latency,
     ]
@@ -305,11 +321,13 @@ mod tests {
                 agents_enrolled: 2,
                 agents_connected: 1,
                 jobs_in_flight: 3,
+                queue_depth: 7,
             },
         );
         let fleet = FleetGauges {
             accounts_by_status: vec![("in_sync", 4), ("out_of_sync", 1)],
             sites,
+            agents_jobs_in_flight: BTreeMap::from([("a-1".to_string(), 3)]),
         };
         (registry.snapshot(), fleet)
     }
@@ -330,6 +348,8 @@ mod tests {
             "rotor_accounts_out_of_sync 1",
             "rotor_agents_connected{site=\"dc\\\"1\"} 1",
             "rotor_site_jobs_in_flight{site=\"dc\\\"1\"} 3",
+            "rotor_dispatch_queue_depth{site=\"dc\\\"1\"} 7",
+            "rotor_agent_jobs_in_flight{agent=\"a-1\"} 3",
             "rotor_api_requests_total{status=\"204\"} 1",
             "# TYPE rotor_api_request_duration_seconds histogram",
         ] {

@@ -122,7 +122,13 @@ impl OsEngine {
         let target = Self::target(host)?;
         let result = self
             .dispatcher
-            .submit(&target, JobId::generate(), JobKind::Os(job), deadline)
+            .submit_for_host(
+                &target,
+                Some(&host.name),
+                JobId::generate(),
+                JobKind::Os(job),
+                deadline,
+            )
             .await;
         Ok(match result {
             Ok((_, outcome)) => JobEnd::Answered(outcome),
