@@ -311,6 +311,8 @@ impl Dispatcher {
         let links = self.links_snapshot();
         let connected: Vec<queue::ConnectedAgent<'_>> = links
             .iter()
+            // A link whose connection is closing is not healthy, though still listed.
+            .filter(|link| link.connection.close_reason().is_none())
             .map(|link| queue::ConnectedAgent {
                 agent: link.agent_id.as_str(),
                 site: &link.site,

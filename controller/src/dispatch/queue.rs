@@ -60,6 +60,9 @@ struct SiteQueue {
     /// Each unit's jobs, oldest first.
     waiting: HashMap<Unit, VecDeque<Ticket>>,
     depth: usize,
+    /// Waiting jobs addressed to one agent; while none wait, a site whose agents are all
+    /// full is passed over without scanning its queue.
+    pinned: usize,
 }
 
 /// The admission state of every site. See the module doc.
@@ -70,8 +73,8 @@ pub struct Admission {
     /// Where each waiting ticket is, to cancel it.
     ticket_places: HashMap<TicketId, (String, Unit)>,
     jobs_per_agent: HashMap<String, usize>,
-    /// Keyed by (site, host): a host name is unique within its site's reach.
-    jobs_per_host: HashMap<(String, String), usize>,
+    /// By site, then host: a host name is unique within its site's reach.
+    jobs_per_host: HashMap<String, HashMap<String, usize>>,
     next_ticket: TicketId,
 }
 
@@ -118,6 +121,9 @@ impl Admission {
             only_agent: only_agent.map(str::to_string),
         });
         queue.depth += 1;
+        if only_agent.is_some() {
+            queue.pinned += 1;
+        }
         self.ticket_places.insert(id, (site.to_string(), unit));
         id
     }
@@ -133,20 +139,25 @@ impl Admission {
         let Some(jobs) = queue.waiting.get_mut(&unit) else {
             return false;
         };
-        let before = jobs.len();
-        jobs.retain(|waiting| waiting.id != ticket);
-        let removed = jobs.len() < before;
+        let Some(position) = jobs.iter().position(|waiting| waiting.id == ticket) else {
+            return false;
+        };
+        let removed = jobs.remove(position);
+        if removed
+            .as_ref()
+            .is_some_and(|ticket| ticket.only_agent.is_some())
+        {
+            queue.pinned -= 1;
+        }
         if jobs.is_empty() {
             queue.waiting.remove(&unit);
             queue.order.retain(|other| other != &unit);
         }
-        if removed {
-            queue.depth -= 1;
-        }
+        queue.depth -= 1;
         if queue.depth == 0 {
             self.sites.remove(&site);
         }
-        removed
+        true
     }
 
     /// Gives back a granted slot (the job ended, or was never sent).
@@ -157,13 +168,17 @@ impl Admission {
                 self.jobs_per_agent.remove(agent);
             }
         }
-        if let Some(host) = host {
-            let key = (site.to_string(), host.to_string());
-            if let Some(count) = self.jobs_per_host.get_mut(&key) {
+        if let Some(host) = host
+            && let Some(hosts) = self.jobs_per_host.get_mut(site)
+        {
+            if let Some(count) = hosts.get_mut(host) {
                 *count = count.saturating_sub(1);
                 if *count == 0 {
-                    self.jobs_per_host.remove(&key);
+                    hosts.remove(host);
                 }
+            }
+            if hosts.is_empty() {
+                self.jobs_per_host.remove(site);
             }
         }
     }
@@ -189,6 +204,14 @@ impl Admission {
 
     fn grant_one(&mut self, site: &str, agents: &[&str]) -> Option<Grant> {
         let queue = self.sites.get(site)?;
+        // The agent any job may use: the least loaded under its cap.
+        let least_loaded = agents
+            .iter()
+            .filter(|agent| self.agent_jobs(agent) < self.limits.per_agent)
+            .min_by_key(|agent| self.agent_jobs(agent));
+        if least_loaded.is_none() && queue.pinned == 0 {
+            return None;
+        }
         let mut chosen = None;
         for (position, unit) in queue.order.iter().enumerate() {
             let Some(ticket) = queue.waiting.get(unit).and_then(|jobs| jobs.front()) else {
@@ -199,16 +222,12 @@ impl Admission {
             {
                 continue;
             }
-            let agent = agents
-                .iter()
-                .filter(|agent| {
-                    ticket
-                        .only_agent
-                        .as_deref()
-                        .is_none_or(|only| only == **agent)
-                })
-                .filter(|agent| self.agent_jobs(agent) < self.limits.per_agent)
-                .min_by_key(|agent| self.agent_jobs(agent));
+            let agent = match ticket.only_agent.as_deref() {
+                None => least_loaded,
+                Some(only) => agents.iter().find(|agent| {
+                    **agent == only && self.agent_jobs(agent) < self.limits.per_agent
+                }),
+            };
             if let Some(agent) = agent {
                 chosen = Some((position, agent.to_string()));
                 break;
@@ -225,6 +244,9 @@ impl Admission {
             queue.order.push_back(unit);
         }
         queue.depth -= 1;
+        if ticket.only_agent.is_some() {
+            queue.pinned -= 1;
+        }
         if queue.depth == 0 {
             self.sites.remove(site);
         }
@@ -233,7 +255,9 @@ impl Admission {
         if let Some(host) = ticket.host {
             *self
                 .jobs_per_host
-                .entry((site.to_string(), host))
+                .entry(site.to_string())
+                .or_default()
+                .entry(host)
                 .or_insert(0) += 1;
         }
         Some(Grant {
@@ -250,7 +274,8 @@ impl Admission {
     /// Jobs in flight touching one host of a site.
     pub fn host_jobs(&self, site: &str, host: &str) -> usize {
         self.jobs_per_host
-            .get(&(site.to_string(), host.to_string()))
+            .get(site)
+            .and_then(|hosts| hosts.get(host))
             .copied()
             .unwrap_or(0)
     }
@@ -394,6 +419,34 @@ mod tests {
         assert_eq!(grants[0].agent, "a1");
         assert_eq!(admission.agent_jobs("a2"), 0);
         assert_eq!(admission.queue_depth("s"), 1);
+    }
+
+    #[test]
+    fn a_job_for_one_agent_is_still_granted_when_the_site_is_full() {
+        let mut admission = Admission::new(limits(1, 10));
+        let connected = agents(&[("a1", "s"), ("a2", "s")]);
+        admission.enqueue("s", None, None);
+        admission.enqueue("s", None, None);
+        admission.enqueue("s", None, None);
+        assert_eq!(admission.grant(&connected).len(), 2);
+        let for_a1 = admission.enqueue("s", None, Some("a1"));
+        assert!(admission.grant(&connected).is_empty());
+        admission.release("s", None, "a1");
+        let grants = admission.grant(&connected);
+        // The older unpinned job and the pinned one compete for a1; round-robin serves the
+        // older unit first, and the pinned one waits for a1's next slot.
+        assert_eq!(grants.len(), 1);
+        assert_eq!(grants[0].agent, "a1");
+        admission.release("s", None, "a1");
+        let grants = admission.grant(&connected);
+        assert_eq!(
+            grants,
+            vec![Grant {
+                ticket: for_a1,
+                agent: "a1".into()
+            }]
+        );
+        assert_eq!(admission.queue_depth("s"), 0);
     }
 
     #[test]
