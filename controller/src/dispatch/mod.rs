@@ -321,10 +321,24 @@ impl Dispatcher {
         let Ok(mut queues) = self.inner.queues.lock() else {
             return;
         };
-        for grant in queues.admission.grant(&connected) {
-            if let Some(waiter) = queues.waiters.remove(&grant.ticket) {
-                // A waiter that is gone gives its slot back through its ticket guard.
-                let _ = waiter.send(grant.agent);
+        loop {
+            let mut undelivered = false;
+            for grant in queues.admission.grant(&connected) {
+                let sent = match queues.waiters.remove(&grant.ticket) {
+                    Some(waiter) => waiter.send(grant.agent.clone()).is_ok(),
+                    None => false,
+                };
+                if !sent {
+                    // The waiter is gone (its guard withdraws under this lock, so this is a
+                    // safety net): the slot goes back and to the next job.
+                    queues
+                        .admission
+                        .release(&grant.site, grant.host.as_deref(), &grant.agent);
+                    undelivered = true;
+                }
+            }
+            if !undelivered {
+                return;
             }
         }
     }

@@ -27,6 +27,9 @@ pub struct Limits {
 pub struct Grant {
     pub ticket: TicketId,
     pub agent: String,
+    /// The job's site and host, to release the slot with.
+    pub site: String,
+    pub host: Option<String>,
 }
 
 /// A connected agent as the admission sees it.
@@ -252,17 +255,19 @@ impl Admission {
         }
         self.ticket_places.remove(&ticket.id);
         *self.jobs_per_agent.entry(agent.clone()).or_insert(0) += 1;
-        if let Some(host) = ticket.host {
+        if let Some(host) = &ticket.host {
             *self
                 .jobs_per_host
                 .entry(site.to_string())
                 .or_default()
-                .entry(host)
+                .entry(host.clone())
                 .or_insert(0) += 1;
         }
         Some(Grant {
             ticket: ticket.id,
             agent,
+            site: site.to_string(),
+            host: ticket.host,
         })
     }
 
@@ -321,12 +326,10 @@ mod tests {
         assert_eq!(admission.queue_depth("s"), 1);
         admission.release("s", None, "a1");
         let grants = admission.grant(&connected);
+        assert_eq!(grants.len(), 1);
         assert_eq!(
-            grants,
-            vec![Grant {
-                ticket: tickets[2],
-                agent: "a1".into()
-            }]
+            (grants[0].ticket, grants[0].agent.as_str()),
+            (tickets[2], "a1")
         );
         assert_eq!(admission.queue_depth("s"), 0);
         assert!(admission.queue_depths().is_empty());
@@ -439,13 +442,8 @@ mod tests {
         assert_eq!(grants[0].agent, "a1");
         admission.release("s", None, "a1");
         let grants = admission.grant(&connected);
-        assert_eq!(
-            grants,
-            vec![Grant {
-                ticket: for_a1,
-                agent: "a1".into()
-            }]
-        );
+        assert_eq!(grants.len(), 1);
+        assert_eq!((grants[0].ticket, grants[0].agent.as_str()), (for_a1, "a1"));
         assert_eq!(admission.queue_depth("s"), 0);
     }
 
