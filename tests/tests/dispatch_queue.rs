@@ -407,3 +407,39 @@ async fn queue_depth_and_jobs_per_agent_show_in_the_metrics() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_stops_waiting_leaves_no_ticket_and_no_slot_behind() -> Result<()> {
+    let mut lab = lab(settings(1, 100, Duration::from_secs(30))).await?;
+    lab.start_agent(Duration::from_millis(500)).await?;
+    let running = lab.submit("h0");
+    lab.wait_for_starts(1).await?;
+    let dispatcher = lab.dispatcher.clone();
+    let abandoned = tokio::time::timeout(
+        Duration::from_millis(100),
+        dispatcher.submit_for_host(
+            &JobTarget::Site(SITE.into()),
+            Some("h1"),
+            JobId::generate(),
+            JobKind::Echo {
+                payload: b"h1".to_vec(),
+            },
+            Duration::from_secs(60),
+        ),
+    )
+    .await;
+    assert!(abandoned.is_err(), "the job should still have been waiting");
+    assert_eq!(
+        site_depth(&lab.dispatcher),
+        0,
+        "the abandoned ticket stayed queued"
+    );
+    running.await?.context("the running job failed")?;
+    lab.submit("h2")
+        .await?
+        .context("the slot was not given back")?;
+    let seen = observed(&lab.shared);
+    let hosts: Vec<&str> = seen.starts.iter().map(|(_, host)| host.as_str()).collect();
+    assert_eq!(hosts, ["h0", "h2"]);
+    Ok(())
+}
