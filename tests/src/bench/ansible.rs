@@ -111,8 +111,12 @@ pub fn prepare_hosts(fleet: &Fleet) -> Result<()> {
                         let container = fleet_host.host.container().name();
                         docker(&["cp", DEBS, &format!("{container}:/tmp/bench-debs")])?;
                         fleet_host.host.exec(
-                            "dpkg -i /tmp/bench-debs/*.deb >/tmp/bench-dpkg.log 2>&1 \
-                             || { tail -5 /tmp/bench-dpkg.log; exit 1; }; \
+                            // dpkg takes the files in name order, so python3-minimal and
+                            // python3 meet their pre-dependencies unconfigured and are
+                            // skipped; each pass installs one more link of that chain.
+                            "ok=; for pass in 1 2 3 4; do \
+                             if dpkg -i /tmp/bench-debs/*.deb >/tmp/bench-dpkg.log 2>&1; then ok=1; break; fi; \
+                             done; [ -n \"$ok\" ] || { tail -5 /tmp/bench-dpkg.log; exit 1; }; \
                              echo 'mgmt ALL=(ALL) NOPASSWD: ALL' >/etc/sudoers.d/bench-ansible && \
                              chmod 0440 /etc/sudoers.d/bench-ansible && visudo -c >/dev/null && \
                              python3 -c 'import json'",
