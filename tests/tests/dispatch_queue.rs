@@ -4,7 +4,7 @@
 //!
 //! Proves the per-agent and per-host caps hold, one host's burst does not starve another
 //! host's job, queued jobs go to another agent when theirs leaves, a job gives up with a
-//! clear error after `agent_wait`, and the queue depth shows in the metrics. Owns only these
+//! clear error after `queue_wait` (and not after the shorter `agent_wait` while agents are busy), and the queue depth shows in the metrics. Owns only these
 //! scenarios; the admission rules themselves are unit-tested in `dispatch/queue.rs`.
 
 use std::collections::HashMap;
@@ -344,8 +344,12 @@ async fn queued_jobs_move_to_another_agent_when_theirs_disconnects() -> Result<(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_gives_up_after_agent_wait_when_no_slot_frees() -> Result<()> {
-    let mut lab = lab(settings(1, 100, Duration::from_secs(1))).await?;
+async fn a_job_gives_up_after_queue_wait_when_no_slot_frees() -> Result<()> {
+    let mut lab = lab(DispatchSettings {
+        queue_wait: Duration::from_secs(1),
+        ..settings(1, 100, Duration::from_secs(30))
+    })
+    .await?;
     lab.start_agent(Duration::from_secs(5)).await?;
     let running = lab.submit("h0");
     lab.wait_for_starts(1).await?;
@@ -370,6 +374,23 @@ async fn a_job_gives_up_after_agent_wait_when_no_slot_frees() -> Result<()> {
     assert_eq!(site_depth(&lab.dispatcher), 0, "the ticket was withdrawn");
     running.await?.context("the running job failed")?;
     assert_eq!(observed(&lab.shared).starts.len(), 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_job_outwaits_agent_wait_while_the_agents_are_busy() -> Result<()> {
+    // agent_wait bounds waiting for an agent to come; a busy, connected agent is not that.
+    let mut lab = lab(settings(1, 100, Duration::from_secs(1))).await?;
+    lab.start_agent(Duration::from_millis(2500)).await?;
+    let running = lab.submit("h0");
+    lab.wait_for_starts(1).await?;
+    let started = Instant::now();
+    let queued = lab.submit("h1").await?;
+    let waited = started.elapsed();
+    queued.context("the queued job failed although its agent stayed connected")?;
+    assert!(waited >= Duration::from_millis(1500), "waited {waited:?}");
+    running.await?.context("the running job failed")?;
+    assert_eq!(observed(&lab.shared).starts.len(), 2);
     Ok(())
 }
 

@@ -37,9 +37,13 @@ pub struct DispatchSettings {
     pub agent_certificate_validity: Duration,
     /// How long an agent may take to accept a pushed job.
     pub accept_timeout: Duration,
-    /// How long a job waits for one of its site's agents to connect and have a free slot;
-    /// after that it fails, certainly not run.
+    /// How long a job waits while none of its site's agents (or not its own agent) is
+    /// connected; after that it fails, certainly not run.
     pub agent_wait: Duration,
+    /// How long a job waits in its site's queue while the site's agents are connected but
+    /// busy (a large wave drains at the agents' pace, so this is long); after that it fails,
+    /// certainly not run.
+    pub queue_wait: Duration,
     /// Jobs one agent runs at once; more wait in the site's queue.
     pub max_jobs_per_agent: usize,
     /// Jobs touching one host at once (jobs submitted with a host key).
@@ -55,6 +59,7 @@ impl Default for DispatchSettings {
             agent_certificate_validity: Duration::from_secs(365 * 24 * 3600),
             accept_timeout: Duration::from_secs(10),
             agent_wait: Duration::from_secs(15),
+            queue_wait: Duration::from_secs(15 * 60),
             max_jobs_per_agent: 32,
             max_jobs_per_host: 1,
         }
@@ -375,12 +380,24 @@ impl Dispatcher {
         };
         self.grant_free_slots();
         let started = tokio::time::Instant::now();
-        let granted = match waiting.receiver.as_mut() {
-            Some(receiver) => tokio::time::timeout_at(until, receiver)
-                .await
-                .ok()
-                .and_then(Result::ok),
-            None => None,
+        let queue_until = started + self.inner.settings.queue_wait;
+        let mut agentless_until = until;
+        let granted = loop {
+            let Some(receiver) = waiting.receiver.as_mut() else {
+                break None;
+            };
+            match tokio::time::timeout_at(agentless_until.min(queue_until), receiver).await {
+                Ok(answer) => break answer.ok(),
+                Err(_) => {
+                    let now = tokio::time::Instant::now();
+                    if now >= queue_until || !self.has_agent_for(site, only_agent) {
+                        break None;
+                    }
+                    // Busy but connected: the queue drains at the agents' pace; keep waiting,
+                    // and give up only if the agents go away for a whole agent_wait.
+                    agentless_until = now + self.inner.settings.agent_wait;
+                }
+            }
         };
         // Out of time: withdraw the ticket, unless it was granted meanwhile.
         let agent = granted.or_else(|| waiting.withdraw());
@@ -394,6 +411,15 @@ impl Dispatcher {
                 agent,
             }),
             None => Err(self.no_slot_error(site, host, only_agent, started.elapsed())),
+        }
+    }
+
+    /// Whether the job's agent (or, for a site job, any agent of the site) is connected.
+    fn has_agent_for(&self, site: &str, only_agent: Option<&str>) -> bool {
+        let connected = self.connected_agents(site);
+        match only_agent {
+            Some(agent) => connected.iter().any(|id| id.as_str() == agent),
+            None => !connected.is_empty(),
         }
     }
 
@@ -464,8 +490,9 @@ impl Dispatcher {
 
     /// Like [`Dispatcher::submit`], for a job that touches `host` (a name unique within the
     /// site): at most `max_jobs_per_host` such jobs run at once, and waiting jobs of
-    /// different hosts take turns. The job waits in its site's queue up to `agent_wait` for a
-    /// connected agent under `max_jobs_per_agent`; a job whose agent dropped before it was
+    /// different hosts take turns. The job waits in its site's queue for a connected agent
+    /// under `max_jobs_per_agent`: up to `queue_wait` while agents are busy, up to
+    /// `agent_wait` while none is connected; a job whose agent dropped before it was
     /// sent goes to another agent of the site.
     pub async fn submit_for_host(
         &self,
