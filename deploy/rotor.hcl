@@ -11,6 +11,8 @@ listener "tcp" {
 agent_listener {
   address           = "0.0.0.0:8201"
   advertise_address = "rotor.example.com:8201"
+  # max_jobs_per_agent = 32   # jobs one agent runs at once; more wait in the site's queue
+  # max_jobs_per_host  = 1    # jobs touching one host at once
 }
 
 log_format = "json"

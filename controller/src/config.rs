@@ -16,6 +16,8 @@
 //! agent_listener {
 //!   address           = "0.0.0.0:8201"
 //!   advertise_address = "rotor.example.com:8201"  # what enrolling agents are told to dial
+//!   max_jobs_per_agent = 32                 # jobs one agent runs at once (more queue)
+//!   max_jobs_per_host  = 1                  # jobs touching one host at once
 //! }
 //! ```
 
@@ -58,6 +60,10 @@ pub struct AgentListenerConfig {
     pub address: String,
     #[serde(default)]
     pub advertise_address: Option<String>,
+    #[serde(default)]
+    pub max_jobs_per_agent: Option<i64>,
+    #[serde(default)]
+    pub max_jobs_per_host: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +85,9 @@ pub struct Settings {
     pub api_tls_san: Vec<String>,
     pub agent_address: SocketAddr,
     pub agent_advertise_address: String,
+    /// The dispatcher's caps, from `agent_listener` (defaults: `DispatchSettings::default()`).
+    pub max_jobs_per_agent: usize,
+    pub max_jobs_per_host: usize,
     pub log_format: Option<String>,
 }
 
@@ -129,7 +138,33 @@ pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
     let agent = config.agent_listener.unwrap_or(AgentListenerConfig {
         address: "0.0.0.0:8201".into(),
         advertise_address: None,
+        max_jobs_per_agent: None,
+        max_jobs_per_host: None,
     });
+    let defaults = crate::dispatch::DispatchSettings::default();
+    let cap = |name: &str, value: Option<i64>, default: usize, most: usize| match value {
+        None => Ok(default),
+        Some(value) => usize::try_from(value)
+            .ok()
+            .filter(|value| (1..=most).contains(value))
+            .ok_or_else(|| {
+                invalid(format!(
+                    "agent_listener {name} = {value}: must be a whole number from 1 to {most}"
+                ))
+            }),
+    };
+    let max_jobs_per_agent = cap(
+        "max_jobs_per_agent",
+        agent.max_jobs_per_agent,
+        defaults.max_jobs_per_agent,
+        4096,
+    )?;
+    let max_jobs_per_host = cap(
+        "max_jobs_per_host",
+        agent.max_jobs_per_host,
+        defaults.max_jobs_per_host,
+        64,
+    )?;
     let agent_address: SocketAddr = agent.address.parse().map_err(|_| {
         invalid(format!(
             "agent_listener address '{}' is not an IP:port such as 0.0.0.0:8201",
@@ -168,6 +203,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
         api_tls_san: listener.tls_san,
         agent_address,
         agent_advertise_address,
+        max_jobs_per_agent,
+        max_jobs_per_host,
         log_format: config.log_format,
     })
 }
@@ -188,9 +225,12 @@ listener "tcp" {
 agent_listener {
   address = "0.0.0.0:8201"
   advertise_address = "ctl:8201"
+  max_jobs_per_agent = 64
 }
 "#;
         let settings = parse(text, Path::new("t.hcl")).expect("parse");
+        assert_eq!(settings.max_jobs_per_agent, 64);
+        assert_eq!(settings.max_jobs_per_host, 1, "default kept");
         assert_eq!(settings.api_address.port(), 8200);
         assert_eq!(settings.agent_advertise_address, "ctl:8201");
         assert_eq!(settings.ca_cert_file, PathBuf::from("/data/ca.pem"));
@@ -208,5 +248,22 @@ agent_listener {
         let text = "storage_path=\"/x\"\nseal_key_file=\"/k\"\nbogus = 1\n";
         let error = parse(text, Path::new("t.hcl")).expect_err("unknown key");
         assert!(error.to_string().contains("bogus"), "{error}");
+    }
+
+    #[test]
+    fn dispatcher_caps_out_of_range_are_refused_by_name() {
+        for (line, name) in [
+            ("max_jobs_per_agent = 0", "max_jobs_per_agent = 0"),
+            ("max_jobs_per_host = -3", "max_jobs_per_host = -3"),
+            ("max_jobs_per_host = 100000", "max_jobs_per_host = 100000"),
+        ] {
+            let text = format!(
+                "storage_path = \"/d/r.redb\"\nseal_key_file = \"/d/k\"\nagent_listener {{\n  address = \"0.0.0.0:8201\"\n  {line}\n}}\n"
+            );
+            let error = parse(&text, Path::new("t.hcl"))
+                .expect_err(line)
+                .to_string();
+            assert!(error.contains("t.hcl") && error.contains(name), "{error}");
+        }
     }
 }

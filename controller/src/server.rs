@@ -115,49 +115,63 @@ fn write_ca_file(path: &Path, pem: &str) -> Result<()> {
 pub async fn run(mode: Mode) -> Result<()> {
     tls::install_crypto_provider();
     let dev_mode = matches!(mode, Mode::Dev(_));
-    let (store, api_address, agent_address, advertise, ca_file, tls_san, api_tls_files, root_token) =
-        match mode {
-            Mode::Dev(options) => {
-                let store = Store::in_memory(Sealer::ephemeral())?;
-                let token = options
-                    .root_token_id
-                    .clone()
-                    .unwrap_or_else(tokens::generate_token);
-                tokens::store_root_token(&store, &token)?;
-                for path in ["os", "ssh"] {
-                    mounts::enable(&store, path, path, "mounted by the dev server")
-                        .map_err(|error| anyhow::anyhow!("mounting {path}/: {}", error.message))?;
-                }
-                let dir = std::env::temp_dir().join(format!("rotor-dev-{}", std::process::id()));
-                std::fs::create_dir_all(&dir)
-                    .with_context(|| format!("creating {}", dir.display()))?;
-                (
-                    store,
-                    options.api_address,
-                    options.agent_address,
-                    None,
-                    dir.join("ca.pem"),
-                    Vec::new(),
-                    None,
-                    Some(token),
-                )
+    let (
+        store,
+        api_address,
+        agent_address,
+        advertise,
+        ca_file,
+        tls_san,
+        api_tls_files,
+        root_token,
+        dispatch_settings,
+    ) = match mode {
+        Mode::Dev(options) => {
+            let store = Store::in_memory(Sealer::ephemeral())?;
+            let token = options
+                .root_token_id
+                .clone()
+                .unwrap_or_else(tokens::generate_token);
+            tokens::store_root_token(&store, &token)?;
+            for path in ["os", "ssh"] {
+                mounts::enable(&store, path, path, "mounted by the dev server")
+                    .map_err(|error| anyhow::anyhow!("mounting {path}/: {}", error.message))?;
             }
-            Mode::Config(path) => {
-                let settings = crate::config::load(&path)?;
-                let store = open_configured_store(&settings, true)?;
-                let token = initialize_if_needed(&store)?;
-                (
-                    store,
-                    settings.api_address,
-                    settings.agent_address,
-                    Some(settings.agent_advertise_address),
-                    settings.ca_cert_file,
-                    settings.api_tls_san,
-                    settings.api_tls_files,
-                    token,
-                )
-            }
-        };
+            let dir = std::env::temp_dir().join(format!("rotor-dev-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            (
+                store,
+                options.api_address,
+                options.agent_address,
+                None,
+                dir.join("ca.pem"),
+                Vec::new(),
+                None,
+                Some(token),
+                DispatchSettings::default(),
+            )
+        }
+        Mode::Config(path) => {
+            let settings = crate::config::load(&path)?;
+            let store = open_configured_store(&settings, true)?;
+            let token = initialize_if_needed(&store)?;
+            (
+                store,
+                settings.api_address,
+                settings.agent_address,
+                Some(settings.agent_advertise_address),
+                settings.ca_cert_file,
+                settings.api_tls_san,
+                settings.api_tls_files,
+                token,
+                DispatchSettings {
+                    max_jobs_per_agent: settings.max_jobs_per_agent,
+                    max_jobs_per_host: settings.max_jobs_per_host,
+                    ..DispatchSettings::default()
+                },
+            )
+        }
+    };
     let store = Arc::new(store);
     let ca = Arc::new(pki::load_or_create_ca(&store)?);
     write_ca_file(&ca_file, ca.cert_pem())?;
@@ -192,7 +206,7 @@ pub async fn run(mode: Mode) -> Result<()> {
         .context("reading the agent listener's address")?;
     let agent_advertised = advertise.unwrap_or_else(|| agent_bound.to_string());
 
-    let dispatcher = Dispatcher::new(store.clone(), ca.clone(), DispatchSettings::default());
+    let dispatcher = Dispatcher::new(store.clone(), ca.clone(), dispatch_settings);
     let serving = dispatcher.clone();
     let serving_endpoint = endpoint.clone();
     tokio::spawn(async move { serving.serve(serving_endpoint).await });
