@@ -41,7 +41,8 @@ impl FleetGauges {
     }
 }
 
-/// Reads the gauges. Scans every OS account: cost grows with the fleet, paid per scrape.
+/// Reads the gauges. Streams every OS account (one decoded at a time): cost grows with the
+/// fleet, paid per scrape, but memory does not.
 pub fn read(store: &Store, dispatcher: &Dispatcher) -> Result<FleetGauges, StoreError> {
     let statuses = [
         AccountStatus::InSync,
@@ -50,11 +51,14 @@ pub fn read(store: &Store, dispatcher: &Dispatcher) -> Result<FleetGauges, Store
         AccountStatus::OutOfSync,
     ];
     let mut counts = [0u64; 4];
-    for (_, account) in store.scan::<AccountRecord>(Table::Accounts, "")? {
-        if let Some(index) = statuses.iter().position(|status| *status == account.status) {
-            counts[index] += 1;
-        }
-    }
+    store.read(|tx| {
+        tx.for_each::<AccountRecord>(Table::Accounts, "", |_, account| {
+            if let Some(index) = statuses.iter().position(|status| *status == account.status) {
+                counts[index] += 1;
+            }
+            Ok(())
+        })
+    })?;
     let accounts_by_status = statuses
         .iter()
         .zip(counts)

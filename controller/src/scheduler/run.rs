@@ -2,7 +2,9 @@
 //! account, and hand due accounts to the OS engine grouped by host (so children of one
 //! parent still rotate in one job), with a bound on hosts in flight.
 //!
-//! Owns timing and fan-out only; decisions are `due`'s, rotations the engine's.
+//! Owns timing and fan-out only; decisions are `due`'s, rotations the engine's. The scan
+//! reads one account at a time and the loop rests ten times as long as a pass took, so a
+//! million accounts cost neither a million records in memory nor a busy core.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -23,14 +25,25 @@ pub async fn run(engine: OsEngine, store: Arc<Store>, tick: Duration) {
     // Hosts with a scheduled rotation running; a std mutex held only to insert/remove.
     let busy: Arc<Mutex<HashSet<String>>> = Arc::new(Mutex::new(HashSet::new()));
     loop {
-        if let Err(error) = pass(&engine, &store, &permits, &busy).await {
-            tracing::error!(%error, "scheduler pass failed; will retry");
-        }
+        let scanned = match pass(&engine, &store, &permits, &busy).await {
+            Ok(scanned) => scanned,
+            Err(error) => {
+                tracing::error!(%error, "scheduler pass failed; will retry");
+                Duration::ZERO
+            }
+        };
         if let Err(error) = super::verify::pass(&engine, &store, &permits, &busy).await {
             tracing::error!(%error, "heartbeat verification pass failed; will retry");
         }
-        tokio::time::sleep(tick).await;
+        tokio::time::sleep(pace(tick, scanned)).await;
     }
+}
+
+/// How long to rest after a pass whose scan of the store took `took`: at least `tick`, and at
+/// least ten times the scan, so scanning a very large fleet uses at most a tenth of a core.
+/// (Waiting for rotation permits is not scanning and does not count.)
+pub fn pace(tick: Duration, took: Duration) -> Duration {
+    tick.max(took.saturating_mul(10))
 }
 
 async fn pass(
@@ -38,42 +51,44 @@ async fn pass(
     store: &Arc<Store>,
     permits: &Arc<Semaphore>,
     busy: &Arc<Mutex<HashSet<String>>>,
-) -> Result<(), crate::store::StoreError> {
+) -> Result<Duration, crate::store::StoreError> {
     let now = now_unix();
+    let mut scanning = Duration::ZERO;
     for mount in crate::engines::mounts::list(store)?
         .into_iter()
         .filter(|m| m.kind == "os")
     {
         let mut due_by_host: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        // Lazy accounts rotate when read (paths.rs), never from the schedule.
-        for account in model::all_accounts(store, &mount.path)?
-            .into_iter()
-            .filter(|a| !a.lazy_rotation)
-        {
+        let mut missed: Vec<(String, String, u64)> = Vec::new();
+        // One record at a time: only the due accounts' names are kept.
+        let scan_started = std::time::Instant::now();
+        model::for_each_account(store, &mount.path, |account| {
+            // Lazy accounts rotate when read (paths.rs), never from the schedule.
+            if account.lazy_rotation {
+                return Ok(());
+            }
             match super::due(&account, now) {
                 Due::Now { .. } => due_by_host
-                    .entry(account.host.clone())
+                    .entry(account.host)
                     .or_default()
-                    .push(account.name.clone()),
+                    .push(account.name),
                 Due::MissedWindow { scheduled } => {
-                    let detail = format!(
-                        "missed the scheduled rotation of {} (window passed); waiting for the next occurrence",
-                        humantime::format_rfc3339_seconds(
-                            std::time::UNIX_EPOCH + Duration::from_secs(scheduled)
-                        )
-                    );
-                    tracing::warn!(mount = %mount.path, host = %account.host, account = %account.name, "{detail}");
-                    model::set_schedule_anchor(
-                        store,
-                        &mount.path,
-                        &account.host,
-                        &account.name,
-                        now,
-                        Some(&detail),
-                    )?;
+                    missed.push((account.host, account.name, scheduled));
                 }
                 Due::NotDue { .. } => {}
             }
+            Ok(())
+        })?;
+        scanning += scan_started.elapsed();
+        for (host, name, scheduled) in missed {
+            let detail = format!(
+                "missed the scheduled rotation of {} (window passed); waiting for the next occurrence",
+                humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + Duration::from_secs(scheduled)
+                )
+            );
+            tracing::warn!(mount = %mount.path, %host, account = %name, "{detail}");
+            model::set_schedule_anchor(store, &mount.path, &host, &name, now, Some(&detail))?;
         }
         for (host, accounts) in due_by_host {
             let key = format!("{}{host}", mount.path);
@@ -85,7 +100,7 @@ async fn pass(
                 continue;
             }
             let Ok(permit) = permits.clone().acquire_owned().await else {
-                return Ok(());
+                return Ok(scanning);
             };
             let engine = engine.clone();
             let busy = busy.clone();
@@ -105,5 +120,18 @@ async fn pass(
             });
         }
     }
-    Ok(())
+    Ok(scanning)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pace;
+    use std::time::Duration;
+
+    #[test]
+    fn a_long_pass_rests_ten_times_as_long_and_a_short_one_the_tick() {
+        let tick = Duration::from_secs(5);
+        assert_eq!(pace(tick, Duration::from_millis(20)), tick);
+        assert_eq!(pace(tick, Duration::from_secs(2)), Duration::from_secs(20));
+    }
 }

@@ -203,6 +203,30 @@ impl ReadTx {
         Ok(records)
     }
 
+    /// Calls `visit` on every record whose key starts with `prefix`, in key order, decoding
+    /// one at a time: a scan of a million accounts holds one record, not a million.
+    pub fn for_each<T: DeserializeOwned>(
+        &self,
+        table: Table,
+        prefix: &str,
+        mut visit: impl FnMut(&str, T) -> StoreResult<()>,
+    ) -> StoreResult<()> {
+        let opened = match self.transaction.open_table(definition(table)) {
+            Ok(opened) => opened,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(error) => return Err(error.into()),
+        };
+        for entry in opened.range(prefix..)? {
+            let (key, value) = entry?;
+            let key = key.value();
+            if !key.starts_with(prefix) {
+                break;
+            }
+            visit(key, decode(table, key, value.value())?)?;
+        }
+        Ok(())
+    }
+
     pub fn count(&self, table: Table) -> StoreResult<u64> {
         use redb::ReadableTableMetadata;
         match self.transaction.open_table(definition(table)) {

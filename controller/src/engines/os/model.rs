@@ -214,12 +214,24 @@ pub fn list_accounts(store: &Store, mount: &str, host: &str) -> StoreResult<Vec<
 
 /// Every account of a mount that has a candidate outstanding (for recovery at start).
 pub fn accounts_with_pending(store: &Store, mount: &str) -> StoreResult<Vec<AccountRecord>> {
-    Ok(store
-        .scan::<AccountRecord>(Table::Accounts, mount)?
-        .into_iter()
-        .map(|(_, record)| record)
-        .filter(|record| record.pending.is_some())
-        .collect())
+    let mut pending = Vec::new();
+    for_each_account(store, mount, |record| {
+        if record.pending.is_some() {
+            pending.push(record);
+        }
+        Ok(())
+    })?;
+    Ok(pending)
+}
+
+/// Calls `visit` on every account of `mount`, one decoded record at a time (the scheduler's
+/// and recovery's scans must not hold a whole fleet in memory).
+pub fn for_each_account(
+    store: &Store,
+    mount: &str,
+    mut visit: impl FnMut(AccountRecord) -> StoreResult<()>,
+) -> StoreResult<()> {
+    store.read(|tx| tx.for_each::<AccountRecord>(Table::Accounts, mount, |_, record| visit(record)))
 }
 
 fn version_location(key: &str) -> String {
