@@ -21,6 +21,7 @@ use processes::tail;
 
 use crate::cleanup::sweep_once;
 use crate::docker::require_docker;
+use crate::host::Host;
 use crate::naming::current_run_id;
 use crate::network::Network;
 use crate::site::Site;
@@ -116,6 +117,18 @@ impl Rotor {
                     site.name()
                 )
             })
+    }
+
+    /// Registers `host` with the `os/` engine as a host of `site`: its address, the site and
+    /// its pinned ed25519 host key, plus `extra` fields (`chpasswd_command=…`).
+    pub fn register_os_host(&self, site: &Site, host: &Host, extra: &[&str]) -> Result<()> {
+        let path = format!("os/hosts/{}", host.name());
+        let address = format!("address={}", host.address()?);
+        let site_field = format!("site={}", site.name());
+        let key = format!("ssh_host_key={}", host.host_public_key("ed25519")?);
+        let mut args = vec!["write", path.as_str(), &address, &site_field, &key];
+        args.extend_from_slice(extra);
+        self.cli(&args).map(drop)
     }
 
     /// Runs `rotor <args>` inside the controller container as root; Ok(stdout) only when

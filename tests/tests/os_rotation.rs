@@ -6,19 +6,6 @@
 use anyhow::{Context, Result};
 use rotor_tests::prelude::*;
 
-/// Registers `host` under `os/hosts/<name>` with its pinned ed25519 key.
-fn register_host(rotor: &Rotor, site: &Site, host: &Host) -> Result<()> {
-    let key = host.host_public_key("ed25519")?;
-    rotor.cli(&[
-        "write",
-        &format!("os/hosts/{}", host.name()),
-        &format!("address={}", host.address()?),
-        &format!("site={}", site.name()),
-        &format!("ssh_host_key={key}"),
-    ])?;
-    Ok(())
-}
-
 fn creds(rotor: &Rotor, host: &Host, account: &str) -> Result<(String, u64)> {
     let answer = rotor.cli_json(&[
         "read",
@@ -55,7 +42,7 @@ fn parent_managed_and_self_managed_rotation() -> Result<()> {
         .with_user("svc1", "Svc1-initial-1")
         .start()?;
     let rotor = Rotor::start(&[&site])?;
-    register_host(&rotor, &site, &host)?;
+    rotor.register_os_host(&site, &host, &[])?;
     let accounts = "os/hosts/web-1/accounts";
     rotor.cli(&[
         "write",
@@ -150,7 +137,7 @@ fn ten_children_of_one_parent_rotate_over_one_ssh_session() -> Result<()> {
     }
     let host = builder.start()?;
     let rotor = Rotor::start(&[&site])?;
-    register_host(&rotor, &site, &host)?;
+    rotor.register_os_host(&site, &host, &[])?;
     let accounts = "os/hosts/db-1/accounts";
     rotor.cli(&[
         "write",
@@ -405,7 +392,7 @@ fn passwd_refusing_the_new_password_changes_nothing_and_a_retry_succeeds() -> Re
     // The host demands 40 characters; Rotor's default policy makes 24.
     host.exec("sed -i 's/pam_unix.so obscure/pam_unix.so obscure minlen=40/' /etc/pam.d/common-password && grep -q minlen=40 /etc/pam.d/common-password")?;
     let rotor = Rotor::start(&[&site])?;
-    register_host(&rotor, &site, &host)?;
+    rotor.register_os_host(&site, &host, &[])?;
     let account = "os/hosts/pw-1/accounts/svc1";
     rotor.cli(&["write", account, "username=svc1", "password=Svc1-initial-1"])?;
     let refused = rotor

@@ -54,13 +54,7 @@ fn periods_lazy_reads_and_missed_periods_after_a_restart() -> Result<()> {
         .with_user("app2", "App2-initial-1")
         .start()?;
     let rotor = Rotor::start(&[&site])?;
-    rotor.cli(&[
-        "write",
-        &format!("os/hosts/{HOST}"),
-        &format!("address={}", host.address()?),
-        &format!("site={}", site.name()),
-        &format!("ssh_host_key={}", host.host_public_key("ed25519")?),
-    ])?;
+    rotor.register_os_host(&site, &host, &[])?;
     let accounts = format!("os/hosts/{HOST}/accounts");
     rotor.cli(&[
         "write",

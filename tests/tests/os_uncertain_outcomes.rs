@@ -47,7 +47,6 @@ fn setup(site: &Site) -> Result<(Host, Rotor)> {
          && echo 'password optional pam_exec.so quiet /bin/sleep 1' >> /etc/pam.d/common-password",
     )?;
     let rotor = Rotor::start(&[site])?;
-    let key = host.host_public_key("ed25519")?;
     rotor.cli(&[
         "write",
         "os/config",
@@ -55,14 +54,11 @@ fn setup(site: &Site) -> Result<(Host, Rotor)> {
         "step_timeout=5s",
         "rotation_deadline=30s",
     ])?;
-    rotor.cli(&[
-        "write",
-        &format!("os/hosts/{HOST}"),
-        &format!("address={}", host.address()?),
-        &format!("site={}", site.name()),
-        &format!("ssh_host_key={key}"),
-        "chpasswd_command=/usr/local/sbin/slow-chpasswd",
-    ])?;
+    rotor.register_os_host(
+        site,
+        &host,
+        &["chpasswd_command=/usr/local/sbin/slow-chpasswd"],
+    )?;
     let accounts = format!("os/hosts/{HOST}/accounts");
     rotor.cli(&[
         "write",

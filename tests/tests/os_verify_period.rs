@@ -56,13 +56,7 @@ fn verify_period_finds_a_password_changed_behind_rotors_back() -> Result<()> {
         .with_user("app2", "App2-initial-1")
         .start()?;
     let rotor = Rotor::start(&[&site])?;
-    rotor.cli(&[
-        "write",
-        &format!("os/hosts/{HOST}"),
-        &format!("address={}", host.address()?),
-        &format!("site={}", site.name()),
-        &format!("ssh_host_key={}", host.host_public_key("ed25519")?),
-    ])?;
+    rotor.register_os_host(&site, &host, &[])?;
     let accounts = format!("os/hosts/{HOST}/accounts");
     rotor.cli(&[
         "write",
