@@ -3,15 +3,17 @@
 //! Every table maps a string key to a JSON-encoded record; secret fields inside records are
 //! sealed by [`seal::Sealer`] before they reach a table, so the file never holds a secret in
 //! clear. Reads and writes go through [`Store::read`] and [`Store::write`], which run a closure
-//! in one redb transaction: a multi-row change is atomic or absent.
+//! in one redb transaction: a multi-row change is atomic or absent, and durable before
+//! `write` returns (concurrent writers share one fsync: [`group_commit`]).
 //! Must not hold policy: what a record means belongs to the module that owns the record type.
 
+pub mod group_commit;
 pub mod schema;
 pub mod seal;
 
 use std::path::Path;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
@@ -62,6 +64,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub struct Store {
     database: Database,
     sealer: Sealer,
+    group: group_commit::GroupCommit,
 }
 
 fn definition(table: Table) -> TableDefinition<'static, &'static str, &'static [u8]> {
@@ -106,7 +109,11 @@ impl Store {
     }
 
     fn with_database(database: Database, sealer: Sealer) -> StoreResult<Self> {
-        let store = Self { database, sealer };
+        let store = Self {
+            database,
+            sealer,
+            group: group_commit::GroupCommit::default(),
+        };
         schema::migrate(&store)?;
         Ok(store)
     }
@@ -117,12 +124,36 @@ impl Store {
         work(&ReadTx { transaction })
     }
 
-    /// Runs `work` in one write transaction; commits only when it returns `Ok`.
+    /// Runs `work` in one write transaction; commits only when it returns `Ok`, and returns
+    /// only once the commit is durable (a crash after `write` returns keeps it).
+    ///
+    /// A write waits for the write lock and for an fsync: on a tokio worker thread it first
+    /// hands the worker's other tasks to another thread (`block_in_place`), so API requests
+    /// and agent links keep running, and many writers can wait for one shared sync.
     pub fn write<T, E>(&self, work: impl FnOnce(&WriteTx<'_>) -> Result<T, E>) -> Result<T, E>
     where
         E: From<StoreError>,
     {
-        let transaction = self.database.begin_write().map_err(StoreError::from)?;
+        let on_single_threaded_runtime =
+            tokio::runtime::Handle::try_current().is_ok_and(|handle| {
+                handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread
+            });
+        if on_single_threaded_runtime {
+            // Tests' runtimes: blocking in place is not allowed there, and nothing competes.
+            self.write_now(work)
+        } else {
+            tokio::task::block_in_place(|| self.write_now(work))
+        }
+    }
+
+    fn write_now<T, E>(&self, work: impl FnOnce(&WriteTx<'_>) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let mut transaction = self.database.begin_write().map_err(StoreError::from)?;
+        transaction
+            .set_durability(Durability::None)
+            .map_err(|error| StoreError::Database(error.into()))?;
         let output = {
             let tx = WriteTx {
                 transaction: &transaction,
@@ -130,6 +161,7 @@ impl Store {
             work(&tx)?
         };
         transaction.commit().map_err(StoreError::from)?;
+        self.group.make_durable(&self.database)?;
         Ok(output)
     }
 
