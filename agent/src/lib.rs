@@ -9,4 +9,5 @@ pub mod handlers;
 pub mod identity;
 pub mod journal;
 pub mod link;
+pub mod metrics;
 pub mod otp;

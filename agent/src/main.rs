@@ -101,6 +101,7 @@ async fn wait_for_signal(stop: tokio::sync::watch::Sender<bool>) {
 }
 
 fn main() {
+    rotor_agent::metrics::mark_start();
     let cli = Cli::parse();
     if let Err(message) = init_logging(&cli.log_format) {
         eprintln!("Error: {message}");

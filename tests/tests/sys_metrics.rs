@@ -203,5 +203,51 @@ fn counters_move_with_requests_and_rotations() -> Result<()> {
     assert!(answer.json["Timestamp"].is_string());
     let refused = request(&controller, "GET", "sys/metrics?format=xml", None)?;
     assert_eq!(refused.status, 400, "{}", refused.text);
+
+    // The agent's own figures, reported over its link with its heartbeats.
+    let jobs_series = format!(
+        "rotor_agent_jobs_total{{agent=\"{}\",outcome=\"succeeded\"}}",
+        agent.id
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let reported = loop {
+        let samples = scrape(&controller)?;
+        if samples.get(&jobs_series).is_some_and(|jobs| *jobs >= 1.0) {
+            break samples;
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("no agent report with the rotation's job within 30 s: {samples:?}");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let series = |name: &str| format!("{name}{{agent=\"{}\"}}", agent.id);
+    let resident = value(&reported, &series("rotor_agent_resident_memory_bytes"));
+    assert!(
+        resident > 1_048_576.0 && resident < 512.0 * 1_048_576.0,
+        "agent RSS {resident}"
+    );
+    assert!(value(&reported, &series("rotor_agent_peak_resident_memory_bytes")) >= resident);
+    assert_eq!(
+        value(&reported, &series("rotor_agent_links_established_total")),
+        1.0
+    );
+    let read = request(&controller, "GET", &format!("agents/{}", agent.id), None)?;
+    assert_eq!(read.status, 200, "{}", read.text);
+    let metrics = &read.json["data"]["metrics"];
+    assert!(
+        metrics["resident_memory_bytes"]
+            .as_u64()
+            .is_some_and(|rss| rss > 1_048_576),
+        "{}",
+        read.text
+    );
+    // A report taken between a result and its acknowledgement may still count it.
+    assert!(
+        metrics["journal_unacknowledged"]
+            .as_u64()
+            .is_some_and(|n| n <= 1),
+        "{}",
+        read.text
+    );
     Ok(())
 }

@@ -102,12 +102,13 @@ pub async fn run(
         }
     };
     tracing::info!(%controller, agent = %identity.state.agent_id, "connected to the controller");
+    crate::metrics::link_established();
 
     let last_heard = Arc::new(AtomicU64::new(now_unix()));
     let (control, control_receiver) = mpsc::channel::<AgentMessage>(64);
     let in_flight: InFlight = Arc::new(Mutex::new(HashMap::new()));
     let end = tokio::select! {
-        detail = write_loop(send, control_receiver, interval) => End::Lost(detail),
+        detail = write_loop(send, control_receiver, interval, journal.clone()) => End::Lost(detail),
         detail = read_loop(recv, control.clone(), journal.clone(), last_heard.clone()) => End::Lost(detail),
         detail = watchdog(last_heard.clone(), interval, missed) => End::Lost(detail),
         detail = accept_jobs(&connection, journal.clone(), handler.clone(), in_flight.clone()) => End::Lost(detail),
@@ -123,26 +124,31 @@ pub async fn run(
     Ok(end)
 }
 
+/// Writes queued messages, and on every tick a heartbeat followed by the agent's metrics.
 async fn write_loop(
     mut send: quinn::SendStream,
     mut control_receiver: mpsc::Receiver<AgentMessage>,
     interval: Duration,
+    journal: Arc<Journal>,
 ) -> String {
     let mut ticker = tokio::time::interval(interval);
     let mut seq = 0u64;
     loop {
-        let message = tokio::select! {
+        let messages = tokio::select! {
             received = control_receiver.recv() => match received {
-                Some(message) => message,
+                Some(message) => vec![message],
                 None => return "control channel closed".into(),
             },
             _ = ticker.tick() => {
                 seq += 1;
-                AgentMessage::Heartbeat { seq }
+                let metrics = crate::metrics::snapshot(journal.unacknowledged().len());
+                vec![AgentMessage::Heartbeat { seq }, AgentMessage::Metrics(metrics)]
             }
         };
-        if let Err(error) = write_frame(&mut send, &message).await {
-            return format!("writing to the controller: {error}");
+        for message in &messages {
+            if let Err(error) = write_frame(&mut send, message).await {
+                return format!("writing to the controller: {error}");
+            }
         }
     }
 }
@@ -250,7 +256,12 @@ async fn serve_job(
                 map.insert(id, waiter);
             }
             tracing::info!(job = %id, "running job");
+            let counted = crate::metrics::job_started();
             let outcome = handler(job.kind).await;
+            counted.finished(!matches!(
+                outcome,
+                rotor_common::wire::JobOutcome::Failed(_)
+            ));
             let result = JobResult { id, outcome };
             if let Err(error) = journal.record(&result) {
                 tracing::error!(job = %id, %error, "cannot journal a job result; sending it anyway");

@@ -32,6 +32,30 @@ pub enum AgentMessage {
     /// Variant 4: the PAM helper (`rotor-agent otp-verify`) asks to verify-and-consume an OTP.
     /// First frame of its own connection, made with the agent's certificate.
     OtpVerify(OtpVerifyRequest),
+    /// Variant 5: the agent's own figures, sent with every heartbeat on the control stream;
+    /// the controller keeps the latest and serves them in `sys/metrics` and `sys/agents/:id`.
+    Metrics(AgentMetrics),
+}
+
+/// What an agent reports about itself. Counters are since the agent process started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentMetrics {
+    /// Seconds since the agent process started.
+    pub uptime_secs: u64,
+    /// Resident memory now (VmRSS), bytes.
+    pub rss_bytes: u64,
+    /// Peak resident memory (VmHWM), bytes.
+    pub peak_rss_bytes: u64,
+    /// Jobs running now.
+    pub jobs_running: u64,
+    /// Jobs that ended with a success outcome.
+    pub jobs_succeeded: u64,
+    /// Jobs that ended with a failure outcome.
+    pub jobs_failed: u64,
+    /// Results in the agent's journal the controller has not acknowledged yet.
+    pub journal_unacknowledged: u64,
+    /// Links to a controller established (reconnections are this minus one).
+    pub links_established: u64,
 }
 
 /// The agent introduces itself on an authenticated connection.

@@ -59,6 +59,16 @@ fn agent_messages() -> Vec<AgentMessage> {
             host_addresses: vec!["10.0.4.7".into()],
             client_addr: Some("10.0.9.1".into()),
         }),
+        AgentMessage::Metrics(AgentMetrics {
+            uptime_secs: 3600,
+            rss_bytes: 14 << 20,
+            peak_rss_bytes: 15 << 20,
+            jobs_running: 2,
+            jobs_succeeded: 1000,
+            jobs_failed: 3,
+            journal_unacknowledged: 1,
+            links_established: 2,
+        }),
     ]
 }
 
@@ -151,7 +161,7 @@ fn variant_indexes_are_pinned() {
         .iter()
         .map(|message| first_byte(encode_frame(message).expect("encode")))
         .collect();
-    assert_eq!(agent, [0, 1, 2, 3, 4]);
+    assert_eq!(agent, [0, 1, 2, 3, 4, 5]);
     let controller: Vec<u8> = controller_messages()
         .iter()
         .map(|message| first_byte(encode_frame(message).expect("encode")))
@@ -450,7 +460,9 @@ fn peek_reads_every_first_frame_kind() {
             AgentMessage::Hello(_) | AgentMessage::Enroll(_) | AgentMessage::OtpVerify(_) => {
                 Some(PROTOCOL_VERSION)
             }
-            AgentMessage::Heartbeat { .. } | AgentMessage::Pong { .. } => None,
+            AgentMessage::Heartbeat { .. }
+            | AgentMessage::Pong { .. }
+            | AgentMessage::Metrics(_) => None,
         };
         assert_eq!(peek_protocol_version(&payload), expected, "{message:?}");
     }
@@ -475,7 +487,9 @@ fn first_frame_acceptance() {
             AgentMessage::Hello(_) | AgentMessage::Enroll(_) | AgentMessage::OtpVerify(_) => {
                 assert_eq!(result.expect("first frame"), message)
             }
-            AgentMessage::Heartbeat { .. } | AgentMessage::Pong { .. } => {
+            AgentMessage::Heartbeat { .. }
+            | AgentMessage::Pong { .. }
+            | AgentMessage::Metrics(_) => {
                 assert!(
                     matches!(result, Err(FirstFrameError::UnexpectedMessage { .. })),
                     "{result:?}"

@@ -94,5 +94,6 @@ pub fn decode_agent_first_frame(payload: &[u8]) -> Result<AgentMessage, FirstFra
             Err(FirstFrameError::UnexpectedMessage { kind: "Heartbeat" })
         }
         AgentMessage::Pong { .. } => Err(FirstFrameError::UnexpectedMessage { kind: "Pong" }),
+        AgentMessage::Metrics(_) => Err(FirstFrameError::UnexpectedMessage { kind: "Metrics" }),
     }
 }

@@ -157,8 +157,22 @@ fn read(state: AppState, request: Request) -> HandlerFuture {
         data.insert("remote_address".into(), json!(remote));
         data.insert(
             "jobs_in_flight".into(),
-            json!(live.map(|l| l.jobs_in_flight).unwrap_or(0)),
+            json!(live.as_ref().map(|l| l.jobs_in_flight).unwrap_or(0)),
         );
+        // The agent's own report over its link (null until it sends one, or when offline).
+        let reported = live.and_then(|l| l.reported).map(|m| {
+            json!({
+                "uptime_seconds": m.uptime_secs,
+                "resident_memory_bytes": m.rss_bytes,
+                "peak_resident_memory_bytes": m.peak_rss_bytes,
+                "jobs_running": m.jobs_running,
+                "jobs_succeeded": m.jobs_succeeded,
+                "jobs_failed": m.jobs_failed,
+                "journal_unacknowledged": m.journal_unacknowledged,
+                "links_established": m.links_established,
+            })
+        });
+        data.insert("metrics".into(), json!(reported));
         if let Some(revoked) = agent.revoked_unix {
             data.insert("revoked_at".into(), json!(rfc3339(revoked)));
         }

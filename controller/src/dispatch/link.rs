@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rotor_common::ids::AgentId;
-use rotor_common::wire::{AgentMessage, ControllerMessage, read_frame, write_frame};
+use rotor_common::wire::{AgentMessage, AgentMetrics, ControllerMessage, read_frame, write_frame};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::tokens::now_unix;
@@ -39,6 +39,8 @@ pub struct AgentLink {
     control: mpsc::Sender<ControllerMessage>,
     /// Pings waiting for their Pong, by nonce. A std mutex: held only to insert or remove.
     pending_pings: Mutex<HashMap<u64, oneshot::Sender<()>>>,
+    /// The agent's latest self-report (sent with its heartbeats). A std mutex: held to copy.
+    reported: Mutex<Option<AgentMetrics>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +91,14 @@ impl AgentLink {
         }
     }
 
+    /// The agent's latest self-report, if it has sent one on this link.
+    pub fn reported_metrics(&self) -> Option<AgentMetrics> {
+        self.reported
+            .lock()
+            .ok()
+            .and_then(|reported| reported.clone())
+    }
+
     pub fn close(&self, code: u32, reason: &str) {
         self.connection
             .close(quinn::VarInt::from_u32(code), reason.as_bytes());
@@ -128,6 +138,7 @@ pub fn start(
         last_seen_unix: AtomicU64::new(now_unix()),
         control,
         pending_pings: Mutex::new(HashMap::new()),
+        reported: Mutex::new(None),
     });
     let running = run(link.clone(), send, recv, control_receiver, heartbeat);
     (link, running)
@@ -162,6 +173,11 @@ async fn read_loop(link: std::sync::Arc<AgentLink>, mut recv: quinn::RecvStream)
                 link.heard();
                 match message {
                     AgentMessage::Heartbeat { .. } => {}
+                    AgentMessage::Metrics(metrics) => {
+                        if let Ok(mut reported) = link.reported.lock() {
+                            *reported = Some(metrics);
+                        }
+                    }
                     AgentMessage::Pong { nonce } => {
                         let waiter = link
                             .pending_pings

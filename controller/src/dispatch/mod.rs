@@ -123,6 +123,8 @@ pub struct LiveStatus {
     pub last_seen_unix: u64,
     pub agent_version: String,
     pub jobs_in_flight: usize,
+    /// What the agent last reported about itself over this link.
+    pub reported: Option<rotor_common::wire::AgentMetrics>,
 }
 
 /// One OTP presented at a host's sshd, as the agent's PAM helper reports it.
@@ -241,6 +243,7 @@ impl Dispatcher {
             last_seen_unix: link.last_seen_unix(),
             agent_version: link.agent_version.clone(),
             jobs_in_flight,
+            reported: link.reported_metrics(),
         })
     }
 

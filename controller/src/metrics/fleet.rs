@@ -29,6 +29,8 @@ pub struct FleetGauges {
     pub sites: BTreeMap<String, SiteGauges>,
     /// Jobs in flight per connected agent, by agent id.
     pub agents_jobs_in_flight: BTreeMap<String, u64>,
+    /// What each connected agent last reported about itself, by agent id.
+    pub agents_reported: BTreeMap<String, rotor_common::wire::AgentMetrics>,
 }
 
 impl FleetGauges {
@@ -66,6 +68,7 @@ pub fn read(store: &Store, dispatcher: &Dispatcher) -> Result<FleetGauges, Store
         .collect();
     let mut sites: BTreeMap<String, SiteGauges> = BTreeMap::new();
     let mut agents_jobs_in_flight = BTreeMap::new();
+    let mut agents_reported = BTreeMap::new();
     for agent in registry::list_agents(store)? {
         if agent.revoked_unix.is_some() {
             continue;
@@ -77,6 +80,9 @@ pub fn read(store: &Store, dispatcher: &Dispatcher) -> Result<FleetGauges, Store
             let jobs = u64::try_from(live.jobs_in_flight).unwrap_or(u64::MAX);
             site.jobs_in_flight += jobs;
             agents_jobs_in_flight.insert(agent.id.clone(), jobs);
+            if let Some(reported) = live.reported {
+                agents_reported.insert(agent.id.clone(), reported);
+            }
         }
     }
     for (site, depth) in dispatcher.queue_depths() {
@@ -86,5 +92,6 @@ pub fn read(store: &Store, dispatcher: &Dispatcher) -> Result<FleetGauges, Store
         accounts_by_status,
         sites,
         agents_jobs_in_flight,
+        agents_reported,
     })
 }

@@ -138,6 +138,7 @@ fn families(counters: &Snapshot, fleet: &FleetGauges) -> Vec<Family> {
     for (agent, jobs) in &fleet.agents_jobs_in_flight {
         agent_in_flight = agent_in_flight.number(vec![("agent", agent.clone())], *jobs);
     }
+    let agent_reported = agent_families(fleet);
     for (site, gauges) in &fleet.sites {
         enrolled = enrolled.number(vec![("site", site.clone())], gauges.agents_enrolled);
         connected = connected.number(vec![("site", site.clone())], gauges.agents_connected);
@@ -172,9 +173,63 @@ fn families(counters: &Snapshot, fleet: &FleetGauges) -> Vec<Family> {
         in_flight,
         queue_depth,
         agent_in_flight,
-        api_requests,
-        api_latency,
     ]
+    .into_iter()
+    .chain(agent_reported)
+    .chain([api_requests, api_latency])
+    .collect()
+}
+
+/// What connected agents report about themselves over their links.
+fn agent_families(fleet: &FleetGauges) -> Vec<Family> {
+    let mut resident = Family::new(
+        "rotor_agent_resident_memory_bytes",
+        "An agent's resident memory (VmRSS), as it last reported.",
+        Kind::Gauge,
+    );
+    let mut peak = Family::new(
+        "rotor_agent_peak_resident_memory_bytes",
+        "An agent's peak resident memory (VmHWM) since it started.",
+        Kind::Gauge,
+    );
+    let mut uptime = Family::new(
+        "rotor_agent_uptime_seconds",
+        "Seconds since the agent process started.",
+        Kind::Gauge,
+    );
+    let mut jobs = Family::new(
+        "rotor_agent_jobs_total",
+        "Jobs an agent finished since it started, by outcome.",
+        Kind::Counter,
+    );
+    let mut journal = Family::new(
+        "rotor_agent_journal_unacknowledged",
+        "Job results in an agent's journal not yet acknowledged by the controller.",
+        Kind::Gauge,
+    );
+    let mut links = Family::new(
+        "rotor_agent_links_established_total",
+        "Links an agent made to a controller since it started (reconnections + 1).",
+        Kind::Counter,
+    );
+    for (agent, reported) in &fleet.agents_reported {
+        let label = || vec![("agent", agent.clone())];
+        resident = resident.number(label(), reported.rss_bytes);
+        peak = peak.number(label(), reported.peak_rss_bytes);
+        uptime = uptime.number(label(), reported.uptime_secs);
+        jobs = jobs
+            .number(
+                vec![("agent", agent.clone()), ("outcome", "succeeded".into())],
+                reported.jobs_succeeded,
+            )
+            .number(
+                vec![("agent", agent.clone()), ("outcome", "failed".into())],
+                reported.jobs_failed,
+            );
+        journal = journal.number(label(), reported.journal_unacknowledged);
+        links = links.number(label(), reported.links_established);
+    }
+    vec![resident, peak, uptime, jobs, journal, links]
 }
 
 fn escape_label(value: &str) -> String {
@@ -328,6 +383,19 @@ mod tests {
             accounts_by_status: vec![("in_sync", 4), ("out_of_sync", 1)],
             sites,
             agents_jobs_in_flight: BTreeMap::from([("a-1".to_string(), 3)]),
+            agents_reported: BTreeMap::from([(
+                "a-1".to_string(),
+                rotor_common::wire::AgentMetrics {
+                    uptime_secs: 60,
+                    rss_bytes: 14_680_064,
+                    peak_rss_bytes: 15_728_640,
+                    jobs_running: 3,
+                    jobs_succeeded: 41,
+                    jobs_failed: 2,
+                    journal_unacknowledged: 0,
+                    links_established: 1,
+                },
+            )]),
         };
         (registry.snapshot(), fleet)
     }
@@ -350,6 +418,9 @@ mod tests {
             "rotor_site_jobs_in_flight{site=\"dc\\\"1\"} 3",
             "rotor_dispatch_queue_depth{site=\"dc\\\"1\"} 7",
             "rotor_agent_jobs_in_flight{agent=\"a-1\"} 3",
+            "rotor_agent_resident_memory_bytes{agent=\"a-1\"} 14680064",
+            "rotor_agent_jobs_total{agent=\"a-1\",outcome=\"failed\"} 2",
+            "rotor_agent_links_established_total{agent=\"a-1\"} 1",
             "rotor_api_requests_total{status=\"204\"} 1",
             "# TYPE rotor_api_request_duration_seconds histogram",
         ] {
