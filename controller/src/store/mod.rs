@@ -60,6 +60,11 @@ from_redb!(
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// redb's page cache (its default is 1 GiB). Hot records (hosts, accounts being rotated,
+/// tokens) fit easily; a scan of a very large fleet reads through the OS page cache instead of
+/// pinning the whole file in the controller's memory.
+const CACHE_BYTES: usize = 256 * 1024 * 1024;
+
 /// Owns the redb database and the seal key.
 pub struct Store {
     database: Database,
@@ -90,10 +95,13 @@ fn encode<T: Serialize>(table: Table, key: &str, record: &T) -> StoreResult<Vec<
 impl Store {
     /// Opens (or creates) the store file and brings its schema up to date.
     pub fn open(path: &Path, sealer: Sealer) -> StoreResult<Self> {
-        let database = Database::create(path).map_err(|source| StoreError::Open {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let database = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|source| StoreError::Open {
+                path: path.display().to_string(),
+                source,
+            })?;
         Self::with_database(database, sealer)
     }
 
