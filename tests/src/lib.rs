@@ -25,6 +25,7 @@ pub mod image;
 pub mod login;
 pub mod naming;
 pub mod network;
+pub mod otp_helper;
 pub mod process;
 pub mod rotor;
 pub mod site;

@@ -131,6 +131,22 @@ impl Rotor {
         self.cli(&args).map(drop)
     }
 
+    /// Writes the parent account `username` of `host` (the one whose `sudo chpasswd` rotates
+    /// its children), with automated rotation off so a test's schedule never touches it.
+    pub fn write_os_parent(&self, host: &str, username: &str, password: &str) -> Result<()> {
+        let path = format!("os/hosts/{host}/accounts/{username}");
+        let username_field = format!("username={username}");
+        let password_field = format!("password={password}");
+        self.cli(&[
+            "write",
+            &path,
+            &username_field,
+            &password_field,
+            "disable_automated_rotation=true",
+        ])
+        .map(drop)
+    }
+
     /// Runs `rotor <args>` inside the controller container as root; Ok(stdout) only when
     /// it exits 0.
     pub fn cli(&self, args: &[&str]) -> Result<String> {

@@ -56,13 +56,7 @@ fn periods_lazy_reads_and_missed_periods_after_a_restart() -> Result<()> {
     let rotor = Rotor::start(&[&site])?;
     rotor.register_os_host(&site, &host, &[])?;
     let accounts = format!("os/hosts/{HOST}/accounts");
-    rotor.cli(&[
-        "write",
-        &format!("{accounts}/mgmt"),
-        "username=mgmt",
-        "password=Mgmt-initial-1",
-        "disable_automated_rotation=true",
-    ])?;
+    rotor.write_os_parent(HOST, "mgmt", "Mgmt-initial-1")?;
     rotor.cli(&[
         "write",
         &format!("{accounts}/app1"),

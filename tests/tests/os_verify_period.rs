@@ -58,13 +58,7 @@ fn verify_period_finds_a_password_changed_behind_rotors_back() -> Result<()> {
     let rotor = Rotor::start(&[&site])?;
     rotor.register_os_host(&site, &host, &[])?;
     let accounts = format!("os/hosts/{HOST}/accounts");
-    rotor.cli(&[
-        "write",
-        &format!("{accounts}/mgmt"),
-        "username=mgmt",
-        "password=Mgmt-initial-1",
-        "disable_automated_rotation=true",
-    ])?;
+    rotor.write_os_parent(HOST, "mgmt", "Mgmt-initial-1")?;
     let period = format!("verify_period={VERIFY_PERIOD_SECS}s");
     for (name, password) in [("app1", "App1-initial-1"), ("app2", "App2-initial-1")] {
         rotor.cli(&[

@@ -42,26 +42,11 @@ fn creds(rotor: &Rotor, host: &str, account: &str) -> Result<(String, u64)> {
 /// `app2` (its children, rotated with `sudo chpasswd` through it).
 fn register(rotor: &Rotor, site: &Site, host: &Host, chpasswd: Option<&str>) -> Result<()> {
     let name = host.name();
-    let mut write_host = vec![
-        "write".to_string(),
-        format!("os/hosts/{name}"),
-        format!("address={}", host.address()?),
-        format!("site={}", site.name()),
-        format!("ssh_host_key={}", host.host_public_key("ed25519")?),
-    ];
-    if let Some(command) = chpasswd {
-        write_host.push(format!("chpasswd_command={command}"));
-    }
-    let arguments: Vec<&str> = write_host.iter().map(String::as_str).collect();
-    rotor.cli(&arguments)?;
+    let chpasswd_field = chpasswd.map(|command| format!("chpasswd_command={command}"));
+    let extra: Vec<&str> = chpasswd_field.iter().map(String::as_str).collect();
+    rotor.register_os_host(site, host, &extra)?;
+    rotor.write_os_parent(name, "mgmt", "Mgmt-initial-1")?;
     let accounts = format!("os/hosts/{name}/accounts");
-    rotor.cli(&[
-        "write",
-        &format!("{accounts}/mgmt"),
-        "username=mgmt",
-        "password=Mgmt-initial-1",
-        "disable_automated_rotation=true",
-    ])?;
     for account in ["app1", "app2"] {
         rotor.cli(&[
             "write",

@@ -11,65 +11,10 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use rotor_tests::docker::docker;
+use anyhow::{Context, Result};
+use rotor_tests::otp_helper::{HELPER_DIR, install_otp_helper};
 use rotor_tests::prelude::*;
-use rotor_tests::rotor::binaries::locate_binaries;
 use serde_json::Value;
-
-const HELPER_DIR: &str = "/var/lib/rotor-agent";
-const PAM_LINE: &str = "auth sufficient pam_exec.so expose_authtok quiet /usr/local/bin/rotor-agent otp-verify --dir /var/lib/rotor-agent";
-
-/// Installs and enrolls `rotor-agent` on `host` as its PAM helper; answers the agent id.
-fn install_helper(rotor: &Rotor, host: &Host, site: &str) -> Result<String> {
-    host.container().connect_to(rotor.core())?;
-    let binaries = locate_binaries()?;
-    docker(&[
-        "cp",
-        &binaries.agent.to_string_lossy(),
-        &format!("{}:/usr/local/bin/rotor-agent", host.container().name()),
-    ])?;
-    let enrollment = rotor.cli_json(&["write", "agents/enroll", &format!("site={site}")])?;
-    let data = &enrollment["data"];
-    let agent_id = data["agent_id"].as_str().context("agent_id")?.to_string();
-    let fingerprint = data["ca_fingerprint"].as_str().context("ca_fingerprint")?;
-    let token = data["token"].as_str().context("token")?;
-    let enrolled = host.container().exec_program(
-        &[
-            "rotor-agent",
-            "enroll",
-            "--controller",
-            &rotor.controller().agent_address(),
-            "--ca-fingerprint",
-            fingerprint,
-            "--dir",
-            HELPER_DIR,
-        ],
-        &[("ROTOR_ENROLL_TOKEN", token)],
-        None,
-        Duration::from_secs(60),
-    )?;
-    if !enrolled.success() {
-        bail!(
-            "enrolling the helper on {} failed: {}",
-            host.name(),
-            enrolled.stderr
-        );
-    }
-    host.exec(&format!(
-        "grep -q otp-verify /etc/pam.d/sshd || sed -i '/^@include common-auth/i {PAM_LINE}' /etc/pam.d/sshd"
-    ))?;
-    let stack = host.exec("cat /etc/pam.d/sshd")?;
-    let helper_at = stack.find("otp-verify").context("PAM line missing")?;
-    let common_at = stack
-        .find("@include common-auth")
-        .context("common-auth missing")?;
-    assert!(
-        helper_at < common_at,
-        "the helper must precede common-auth:\n{stack}"
-    );
-    Ok(agent_id)
-}
 
 /// `ssh/creds/ROLE` for `ip` and `user`: (otp, lease id).
 fn otp(rotor: &Rotor, role: &str, ip: &str, user: &str) -> Result<(String, String)> {
@@ -129,8 +74,8 @@ fn one_time_passwords_through_the_agent_helper() -> Result<()> {
         .with_user("app1", "Other-static-1")
         .start()?;
     let rotor = Rotor::start(&[&site])?;
-    let agent = install_helper(&rotor, &host, "otp-hosts")?;
-    let other_agent = install_helper(&rotor, &other, "otp-hosts")?;
+    let agent = install_otp_helper(&rotor, &host, "otp-hosts")?;
+    let other_agent = install_otp_helper(&rotor, &other, "otp-hosts")?;
     assert_ne!(agent, other_agent);
 
     let ip = host.address()?;

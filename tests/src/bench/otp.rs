@@ -10,19 +10,16 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 
 use super::fresh_password;
 use super::stats::{Sample, samples};
-use crate::docker::docker;
 use crate::faults::Faults;
 use crate::host::Host;
+use crate::otp_helper::{HELPER_DIR, install_otp_helper};
 use crate::rotor::Rotor;
-use crate::rotor::binaries::locate_binaries;
 use crate::site::Site;
 
-const HELPER_DIR: &str = "/var/lib/rotor-agent";
-const PAM_LINE: &str = "auth sufficient pam_exec.so expose_authtok quiet /usr/local/bin/rotor-agent otp-verify --dir /var/lib/rotor-agent";
 const USER: &str = "app1";
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(900);
 
@@ -52,7 +49,7 @@ pub fn run(logins: usize) -> Result<OtpSamples> {
         .collect();
     let baseline_password = timed_logins(&site, &ip, &baseline)?;
 
-    install_helper(&rotor, &host)?;
+    install_otp_helper(&rotor, &host, "otp-hosts")?;
     let subnet = match ip.split('.').collect::<Vec<_>>()[..] {
         [a, b, _, _] => format!("{a}.{b}.0.0/16"),
         _ => bail!("the host's address {ip} is not IPv4"),
@@ -82,47 +79,6 @@ pub fn run(logins: usize) -> Result<OtpSamples> {
         with_helper,
         helper_alone,
     })
-}
-
-/// Installs and enrolls `rotor-agent` on `host` as its PAM helper (as ssh_otp.rs does).
-fn install_helper(rotor: &Rotor, host: &Host) -> Result<()> {
-    host.container().connect_to(rotor.core())?;
-    let binaries = locate_binaries()?;
-    docker(&[
-        "cp",
-        &binaries.agent.to_string_lossy(),
-        &format!("{}:/usr/local/bin/rotor-agent", host.container().name()),
-    ])?;
-    let enrollment = rotor.cli_json(&["write", "agents/enroll", "site=otp-hosts"])?;
-    let data = &enrollment["data"];
-    let fingerprint = data["ca_fingerprint"].as_str().context("ca_fingerprint")?;
-    let token = data["token"].as_str().context("token")?;
-    let enrolled = host.container().exec_program(
-        &[
-            "rotor-agent",
-            "enroll",
-            "--controller",
-            &rotor.controller().agent_address(),
-            "--ca-fingerprint",
-            fingerprint,
-            "--dir",
-            HELPER_DIR,
-        ],
-        &[("ROTOR_ENROLL_TOKEN", token)],
-        None,
-        Duration::from_secs(60),
-    )?;
-    if !enrolled.success() {
-        bail!("enrolling the helper failed: {}", enrolled.diagnostics());
-    }
-    host.exec(&format!(
-        "grep -q otp-verify /etc/pam.d/sshd || sed -i '/^@include common-auth/i {PAM_LINE}' /etc/pam.d/sshd"
-    ))?;
-    let stack = host.exec("cat /etc/pam.d/sshd")?;
-    match (stack.find("otp-verify"), stack.find("@include common-auth")) {
-        (Some(helper), Some(common)) if helper < common => Ok(()),
-        _ => bail!("the helper's PAM line must precede common-auth:\n{stack}"),
-    }
 }
 
 /// `count` fresh OTPs for `ip` and the benchmark user, issued in one controller exec.

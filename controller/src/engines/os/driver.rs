@@ -26,6 +26,9 @@ use crate::dispatch::{DispatchError, Dispatcher, JobTarget};
 use crate::metrics::{self, RotationOutcome, VerificationKind};
 use crate::store::Store;
 
+/// Verification logins before "neither password logs in" is believed (see verify_pending_locked).
+const NEITHER_LOOKS: u32 = 3;
+
 /// Seconds before a certain failure is retried: doubles per failure, capped at an hour.
 fn retry_backoff_secs(failed_attempts: u32) -> u64 {
     60u64.saturating_mul(1 << failed_attempts.min(6)).min(3600)
@@ -477,19 +480,34 @@ impl OsEngine {
         };
         let current = model::current_password(&self.store, mount, &account)?;
         let config = model::read_config(&self.store, mount)?;
-        let job = OsJob::VerifyLogin {
-            host: Self::host_spec(&config, &host),
-            username: account.username.clone(),
-            candidates: vec![candidate.clone(), current],
+        // "Neither logs in" may be a change still landing: the lost job's chpasswd can finish
+        // between the candidate's failed login and the current one's. Only a third look,
+        // step_timeout apart, concludes out of sync.
+        let mut looks = 0;
+        let verified = loop {
+            looks += 1;
+            let job = OsJob::VerifyLogin {
+                host: Self::host_spec(&config, &host),
+                username: account.username.clone(),
+                candidates: vec![candidate.clone(), current.clone()],
+            };
+            let end = self
+                .run(
+                    &host,
+                    job,
+                    Duration::from_secs(config.connect_timeout_secs + config.step_timeout_secs * 3),
+                )
+                .await?;
+            match rotation::decide_after_verification(end, candidate.clone()) {
+                Verified::Neither if looks < NEITHER_LOOKS => {
+                    tracing::warn!(host = %host_name, account = %account_name, looks,
+                        "verification: neither password logs in yet; a change may still be landing, looking again");
+                    tokio::time::sleep(Duration::from_secs(config.step_timeout_secs.clamp(1, 30)))
+                        .await;
+                }
+                verified => break verified,
+            }
         };
-        let end = self
-            .run(
-                &host,
-                job,
-                Duration::from_secs(config.connect_timeout_secs + config.step_timeout_secs * 3),
-            )
-            .await?;
-        let verified = rotation::decide_after_verification(end, candidate);
         let result = match &verified {
             Verified::Candidate(_) => "candidate_logs_in",
             Verified::Current => "current_logs_in",
