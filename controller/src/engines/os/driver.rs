@@ -18,7 +18,9 @@ use rotor_common::wire::os::{
 use rotor_common::wire::{JobKind, JobOutcome};
 
 use super::heartbeat::{self, VerifyResult};
-use super::model::{self, AccountRecord, AccountStatus, Connection, HostRecord, OsConfig};
+use super::model::{
+    self, AccountRecord, AccountStatus, Connection, HostRecord, OsConfig, PasswordConfirmed,
+};
 use super::password;
 use super::rotation::{self, Decision, JobEnd, Verified};
 use crate::api::ApiError;
@@ -405,14 +407,53 @@ impl OsEngine {
             })
             .collect();
         let decisions = rotation::decide_after_rotation(end, username_batch);
-        let mut reports = Vec::new();
+        // Confirmed changes commit together, in one transaction; the rest one by one. Reports
+        // keep the decisions' order.
+        let mut slots: Vec<Option<AccountReport>> = Vec::new();
+        let mut confirmed: Vec<(usize, String, PasswordConfirmed)> = Vec::new();
         for (username, decision) in decisions {
             let Some(account) = accounts.iter().find(|a| a.username == username) else {
                 continue;
             };
-            reports.push(self.apply(mount, host, account, decision).await?);
+            match decision {
+                Decision::Commit(proof) => {
+                    confirmed.push((slots.len(), account.name.clone(), proof));
+                    slots.push(None);
+                }
+                other => slots.push(Some(self.apply(mount, host, account, other).await?)),
+            }
         }
-        Ok(reports)
+        if !confirmed.is_empty() {
+            let (places, batch): (Vec<usize>, Vec<(String, PasswordConfirmed)>) = confirmed
+                .into_iter()
+                .map(|(place, name, proof)| (place, (name, proof)))
+                .unzip();
+            let versions = model::commit_confirmed_all(&self.store, mount, &host.name, &batch)?;
+            for ((place, (name, _)), version) in places.into_iter().zip(&batch).zip(versions) {
+                let report = match version {
+                    Some(version) => {
+                        tracing::info!(host = %host.name, account = %name, version, "password rotated");
+                        AccountReport {
+                            account: name.clone(),
+                            committed_version: Some(version),
+                            status: AccountStatus::InSync,
+                            error: None,
+                        }
+                    }
+                    None => AccountReport {
+                        account: name.clone(),
+                        committed_version: None,
+                        status: AccountStatus::InSync,
+                        error: Some(format!(
+                            "account {name} was deleted while it rotated; its new password on host {} was not recorded",
+                            host.name
+                        )),
+                    },
+                };
+                slots[place] = Some(report);
+            }
+        }
+        Ok(slots.into_iter().flatten().collect())
     }
 
     async fn apply(

@@ -468,24 +468,54 @@ pub fn commit_confirmed(
 ) -> StoreResult<u64> {
     let key = account_key(mount, host, account_name);
     store.write(|tx| {
-        let mut account: AccountRecord =
-            tx.get(Table::Accounts, &key)?
-                .ok_or_else(|| StoreError::Corrupt {
-                    table: "accounts",
-                    key: key.clone(),
-                    detail: "account vanished during a rotation".into(),
-                })?;
-        append_version(store, tx, mount, &mut account, &proof.password)?;
-        account.pending = None;
-        account.status = AccountStatus::InSync;
-        account.status_detail = None;
-        account.last_error = None;
-        account.failed_attempts = 0;
-        account.retry_after_unix = None;
-        account.last_vault_rotation_unix = Some(now_unix());
-        tx.put(Table::Accounts, &key, &account)?;
-        Ok(account.current_version)
+        confirm_in(store, tx, mount, &key, &proof)?.ok_or_else(|| StoreError::Corrupt {
+            table: "accounts",
+            key: key.clone(),
+            detail: "account vanished during a rotation".into(),
+        })
     })
+}
+
+/// [`commit_confirmed`] for every account of one host's batch, in one transaction (a host
+/// of a hundred accounts is one commit, not a hundred). Answers each account's new version,
+/// or None for an account deleted while it rotated.
+pub fn commit_confirmed_all(
+    store: &Store,
+    mount: &str,
+    host: &str,
+    confirmed: &[(String, PasswordConfirmed)],
+) -> StoreResult<Vec<Option<u64>>> {
+    store.write(|tx| {
+        confirmed
+            .iter()
+            .map(|(name, proof)| {
+                confirm_in(store, tx, mount, &account_key(mount, host, name), proof)
+            })
+            .collect()
+    })
+}
+
+/// Inside a write: the account at `key` now has `proof`'s password as a new current version.
+fn confirm_in(
+    store: &Store,
+    tx: &WriteTx<'_>,
+    mount: &str,
+    key: &str,
+    proof: &PasswordConfirmed,
+) -> StoreResult<Option<u64>> {
+    let Some(mut account) = tx.get::<AccountRecord>(Table::Accounts, key)? else {
+        return Ok(None);
+    };
+    append_version(store, tx, mount, &mut account, &proof.password)?;
+    account.pending = None;
+    account.status = AccountStatus::InSync;
+    account.status_detail = None;
+    account.last_error = None;
+    account.failed_attempts = 0;
+    account.retry_after_unix = None;
+    account.last_vault_rotation_unix = Some(now_unix());
+    tx.put(Table::Accounts, key, &account)?;
+    Ok(Some(account.current_version))
 }
 
 /// The host kept the current password (certain, or proved by login): drop the candidate.
@@ -675,4 +705,78 @@ pub fn all_accounts(store: &Store, mount: &str) -> StoreResult<Vec<AccountRecord
         .into_iter()
         .map(|(_, record)| record)
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Sealer;
+
+    fn account(name: &str) -> AccountRecord {
+        AccountRecord {
+            host: "db-1".into(),
+            name: name.into(),
+            username: name.into(),
+            parent_ref: None,
+            verify_connection: false,
+            disable_automated_rotation: false,
+            rotation_period_secs: None,
+            rotation_schedule: None,
+            rotation_window_secs: None,
+            auto_reconcile: false,
+            current_version: 0,
+            pending: None,
+            status: AccountStatus::InSync,
+            status_detail: None,
+            last_vault_rotation_unix: None,
+            last_error: None,
+            failed_attempts: 0,
+            retry_after_unix: None,
+            created_unix: 0,
+            lazy_rotation: false,
+            schedule_anchor_unix: None,
+            password_policy: None,
+        }
+    }
+
+    #[test]
+    fn a_hosts_confirmed_changes_commit_together_and_a_deleted_account_is_skipped() {
+        let store = Store::in_memory(Sealer::ephemeral()).expect("store");
+        let mount = "os/";
+        for name in ["app1", "app2", "app3"] {
+            create_account(
+                &store,
+                mount,
+                account(name),
+                &Password::new(format!("{name}-v1")),
+            )
+            .expect("created");
+        }
+        let candidates: Vec<(String, Password)> = ["app1", "app2", "app3"]
+            .iter()
+            .map(|name| (name.to_string(), Password::new(format!("{name}-v2"))))
+            .collect();
+        record_pending_candidates(&store, mount, "db-1", "job-1", &candidates).expect("pending");
+        delete_account(&store, mount, "db-1", "app2").expect("deleted");
+        let confirmed: Vec<(String, PasswordConfirmed)> = candidates
+            .iter()
+            .map(|(name, password)| {
+                (
+                    name.clone(),
+                    PasswordConfirmed::from_host_evidence(password.clone()),
+                )
+            })
+            .collect();
+        let versions = commit_confirmed_all(&store, mount, "db-1", &confirmed).expect("committed");
+        assert_eq!(versions, vec![Some(2), None, Some(2)]);
+        for name in ["app1", "app3"] {
+            let record = get_account(&store, mount, "db-1", name)
+                .expect("read")
+                .expect("still there");
+            assert!(record.pending.is_none());
+            assert_eq!(record.status, AccountStatus::InSync);
+            let current = current_password(&store, mount, &record).expect("current");
+            assert_eq!(current.expose(), format!("{name}-v2"));
+        }
+    }
 }
