@@ -1,12 +1,13 @@
 //! One audit device: where its lines go (a file, stdout, or nowhere) and its HMAC key.
 //!
-//! Owns writing one line and hashing one value. A file is opened for every line (append,
-//! 0600), so a file that was moved, deleted or replaced is noticed at the next request
-//! instead of being written into a ghost inode. Must not decide what happens when a write
-//! fails: the broker does (fail closed).
+//! Owns writing one line and hashing one value. A file stays open (append, 0600) but every
+//! line first checks that the path still names the open inode, so a file that was moved,
+//! deleted or replaced (log rotation) is reopened at the next request instead of being
+//! written into a ghost inode. Must not decide what happens when a write fails: the broker
+//! does (fail closed).
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -46,8 +47,15 @@ pub struct Device {
     pub sink: Sink,
     pub mode: u32,
     key: hmac::Key,
-    /// Serialises lines so two requests never interleave within one.
-    write_lock: Mutex<()>,
+    /// The open file (for a file sink) and the inode it is; also serialises lines so two
+    /// requests never interleave within one.
+    open_file: Mutex<Option<OpenFile>>,
+}
+
+/// A file sink's open handle and the (device, inode) it was opened as.
+struct OpenFile {
+    file: std::fs::File,
+    identity: (u64, u64),
 }
 
 impl std::fmt::Debug for Device {
@@ -70,7 +78,7 @@ impl Device {
             sink,
             mode,
             key: hmac::Key::new(hmac::HMAC_SHA256, key_bytes),
-            write_lock: Mutex::new(()),
+            open_file: Mutex::new(None),
         }
     }
 
@@ -98,8 +106,8 @@ impl Device {
 
     /// Appends `line` and a newline.
     pub fn write_line(&self, line: &str) -> std::io::Result<()> {
-        let _serialised = self
-            .write_lock
+        let mut open_file = self
+            .open_file
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut bytes = Vec::with_capacity(line.len() + 1);
@@ -107,9 +115,25 @@ impl Device {
         bytes.push(b'\n');
         match &self.sink {
             Sink::File(path) => {
-                let mut file = self.open(path)?;
-                file.write_all(&bytes)?;
-                file.flush()
+                // The path must still be the inode we hold; otherwise (moved, deleted,
+                // replaced) open it anew, which also surfaces a path that became unwritable.
+                let current = std::fs::metadata(path)
+                    .ok()
+                    .map(|metadata| (metadata.dev(), metadata.ino()));
+                let still_ours = matches!((&*open_file, current), (Some(open), Some(identity)) if open.identity == identity);
+                if !still_ours {
+                    *open_file = None;
+                    let file = self.open(path)?;
+                    let metadata = file.metadata()?;
+                    *open_file = Some(OpenFile {
+                        file,
+                        identity: (metadata.dev(), metadata.ino()),
+                    });
+                }
+                let Some(open) = open_file.as_mut() else {
+                    return Err(std::io::Error::other("audit file not open"));
+                };
+                open.file.write_all(&bytes)
             }
             Sink::Stdout => {
                 let mut stdout = std::io::stdout().lock();
@@ -133,6 +157,22 @@ mod tests {
         assert_ne!(one.hash("secret"), two.hash("secret"));
         assert!(one.hash("secret").starts_with("hmac-sha256:"));
         assert_eq!(one.hash("secret").len(), HMAC_PREFIX.len() + 64);
+    }
+
+    #[test]
+    fn a_moved_file_is_followed_by_a_new_one_at_the_path() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("audit.log");
+        let moved = dir.path().join("audit.log.1");
+        let device = Device::new("file/".into(), Sink::File(path.clone()), 0o600, &[0u8; 32]);
+        device.write_line("one").expect("written");
+        std::fs::rename(&path, &moved).expect("rotated away");
+        device.write_line("two").expect("written");
+        device.write_line("three").expect("written");
+        assert_eq!(std::fs::read_to_string(&moved).expect("old"), "one\n");
+        assert_eq!(std::fs::read_to_string(&path).expect("new"), "two\nthree\n");
+        let mode = std::fs::metadata(&path).expect("meta").mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 
     #[test]
