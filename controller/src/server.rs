@@ -307,6 +307,9 @@ pub async fn run(mode: Mode) -> Result<()> {
         listener,
         axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(https)),
     )?
+    // Responses go out as soon as they are written: without TCP_NODELAY a keep-alive client
+    // sometimes waited ~40 ms (Nagle against delayed ACK) for the tail of an answer.
+    .map(|tls| tls.acceptor(axum_server::accept::NoDelayAcceptor::new()))
     .handle(handle)
     .serve(api::router(services).into_make_service_with_connect_info::<SocketAddr>())
     .await
