@@ -12,7 +12,11 @@
 //! given number of simulated agents enroll and connect over QUIC on loopback — the real
 //! agent link code, with a job handler that answers at once — and every host is rotated
 //! (`os/hosts/:host/rotate`, 64 in flight). Reports committed rotations per second, the
-//! host-rotation latency, the controller's peak RSS and the redb file size.
+//! host-rotation latency, the API's read latency idle and while rotating, the controller's
+//! peak RSS and the redb file size. With `-due=N [-due-after=90]` nothing is asked through
+//! the API: child `app1` of N hosts falls due at the same second, the scheduler rotates
+//! them, and the report (its own section) says how long that took and what it did to the
+//! API's latency.
 //!
 //! Owns the load generator, the simulator and the report. Must not assert targets: it
 //! measures and says.
@@ -497,8 +501,18 @@ fn account(host: &str, name: &str, parent: Option<&str>) -> AccountRecord {
     }
 }
 
-/// Writes `hosts` hosts of `per_host` accounts (`mgmt` and its children) into the store.
-fn bulk_load(config_dir: &Path, hosts: usize, per_host: usize) -> Result<Duration> {
+/// A scheduled rotation period far longer than any run: a due account rotates once.
+const DUE_PERIOD_SECS: u64 = 30 * 24 * 3600;
+
+/// Writes `hosts` hosts of `per_host` accounts (`mgmt` and its children) into the store. With
+/// `due = Some((n, at))`, child `app1` of the first `n` hosts falls due (its rotation period
+/// elapses) at Unix time `at`, for the scheduler to rotate.
+fn bulk_load(
+    config_dir: &Path,
+    hosts: usize,
+    per_host: usize,
+    due: Option<(usize, u64)>,
+) -> Result<Duration> {
     let started = Instant::now();
     let store = Store::open(
         &config_dir.join("rotor.redb"),
@@ -530,10 +544,16 @@ fn bulk_load(config_dir: &Path, hosts: usize, per_host: usize) -> Result<Duratio
             Password::new(format!("Mgmt-{index}-initial")),
         )];
         for child in 1..per_host {
-            accounts.push((
-                account(&name, &format!("app{child}"), Some("mgmt")),
-                Password::new(format!("App{child}-{index}-initial")),
-            ));
+            let mut record = account(&name, &format!("app{child}"), Some("mgmt"));
+            if let Some((count, at)) = due
+                && child == 1
+                && index < count
+            {
+                record.disable_automated_rotation = false;
+                record.rotation_period_secs = Some(DUE_PERIOD_SECS);
+                record.last_vault_rotation_unix = Some(at.saturating_sub(DUE_PERIOD_SECS));
+            }
+            accounts.push((record, Password::new(format!("App{child}-{index}-initial"))));
         }
         model::load_host_with_accounts(&store, "os/", &host, accounts)?;
     }
@@ -610,7 +630,19 @@ fn controller_scale(args: &[String]) -> Result<()> {
     let (binary, profile) = rotor_binary()?;
     let (dir, config, token, agent_address) = init_config()?;
     println!("loading {hosts} hosts × {per_host} accounts into the store…");
-    let load_time = bulk_load(dir.path(), hosts, per_host)?;
+    let due_count = flag(args, "due", 0)? as usize;
+    let due_after = Duration::from_secs(flag(args, "due-after", 90)?);
+    if due_count > hosts {
+        bail!("-due={due_count} is more than -hosts={hosts} (one due account per host)");
+    }
+    let due_at = std::time::SystemTime::now() + due_after;
+    let due_unix = due_at.duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let load_time = bulk_load(
+        dir.path(),
+        hosts,
+        per_host,
+        (due_count > 0).then_some((due_count, due_unix)),
+    )?;
     println!("loaded in {load_time:?}");
     let server = Arc::new(start_config_server(&binary, &config, &token)?);
     let pid = server.child.id();
@@ -683,7 +715,39 @@ fn controller_scale(args: &[String]) -> Result<()> {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+        if due_count > 0 {
+            println!(
+                "{agents} agents enrolled and connected; {due_count} accounts fall due at once in {:.0} s…",
+                due_at
+                    .duration_since(std::time::SystemTime::now())
+                    .unwrap_or_default()
+                    .as_secs_f64()
+            );
+            let scheduled = scheduled_phase(&http, &server, due_count, due_at).await?;
+            let _ = stop.send(true);
+            return anyhow::Ok(Phase::Scheduled {
+                enroll_time,
+                scheduled,
+            });
+        }
         println!("{agents} agents enrolled and connected; rotating {hosts} hosts…");
+        // The API's latency while idle, then while the fleet rotates: one read at a time,
+        // every 20 ms, of a host record (auth, ACL, store, JSON: the whole path).
+        let idle = probe_api(&http, &server, Duration::from_secs(3), None).await?;
+        let (probe_stop, probe_stopped) = tokio::sync::watch::channel(false);
+        let busy_probe = {
+            let http = http.clone();
+            let server = server.clone();
+            tokio::spawn(async move {
+                probe_api(
+                    &http,
+                    &server,
+                    Duration::from_secs(3600),
+                    Some(probe_stopped),
+                )
+                .await
+            })
+        };
         let limit = Arc::new(tokio::sync::Semaphore::new(in_flight.max(1)));
         let started = Instant::now();
         let mut tasks = Vec::new();
@@ -723,14 +787,69 @@ fn controller_scale(args: &[String]) -> Result<()> {
         }
         let elapsed = started.elapsed();
         latencies.sort_unstable();
+        let _ = probe_stop.send(true);
+        let busy = busy_probe.await??;
         let _ = stop.send(true);
-        anyhow::Ok((enroll_time, elapsed, committed, latencies))
+        anyhow::Ok(Phase::Api {
+            enroll_time,
+            elapsed,
+            committed,
+            latencies,
+            idle,
+            busy,
+        })
     })?;
-    let (enroll_time, elapsed, committed, latencies) = report;
     let peak_rss = rss_kib(pid, "VmHWM:").unwrap_or(0);
     let redb_size = std::fs::metadata(dir.path().join("rotor.redb"))
         .map(|m| m.len())
         .unwrap_or(0);
+    let (enroll_time, elapsed, committed, latencies, idle, busy) = match report {
+        Phase::Api {
+            enroll_time,
+            elapsed,
+            committed,
+            latencies,
+            idle,
+            busy,
+        } => (enroll_time, elapsed, committed, latencies, idle, busy),
+        Phase::Scheduled {
+            enroll_time,
+            scheduled,
+        } => {
+            let body = format!(
+                "## Controller at scale: {due_count} rotations due at once (the scheduler)\n\n\
+                 Command: `rotor-bench-api controller-scale -agents={agents} -hosts={hosts} -accounts={per_host} -due={due_count}`\n\n\
+                 Machine: {}. Server: `rotor server -config` ({profile} build) on a redb file loaded with {hosts} hosts × {per_host} accounts \
+                 in {:.1} s; {agents} simulated agents (jobs answered at once) enrolled in {:.1} s. Child `app1` of {due_count} hosts \
+                 had its rotation period elapse at the same second; nothing else asked for a rotation. Meanwhile one client read a \
+                 host record every 20 ms.\n\n\
+                 | figure | value |\n|---|---|\n\
+                 | due rotations committed | {} of {due_count} |\n\
+                 | from the due second to the last commit | {:.1} s |\n\
+                 | API read latency p50 / p99, idle ({} reads) | {:.1} ms / {:.1} ms |\n\
+                 | API read latency p50 / p99, while the due rotations ran ({} reads) | {:.1} ms / {:.1} ms |\n\
+                 | controller peak RSS | {:.0} MiB |\n\n\
+                 Requirement (issue 7): many due rotations at once must not spike memory or starve the API.\n",
+                machine(),
+                load_time.as_secs_f64(),
+                enroll_time.as_secs_f64(),
+                scheduled.committed,
+                scheduled.elapsed.as_secs_f64(),
+                scheduled.idle.len(),
+                percentile(&scheduled.idle, 50.0) as f64 / 1000.0,
+                percentile(&scheduled.idle, 99.0) as f64 / 1000.0,
+                scheduled.busy.len(),
+                percentile(&scheduled.busy, 50.0) as f64 / 1000.0,
+                percentile(&scheduled.busy, 99.0) as f64 / 1000.0,
+                peak_rss as f64 / 1024.0,
+            );
+            println!("{body}");
+            let path = write_section("controller-scale-due", &body)?;
+            println!("written to {}", path.display());
+            drop(runtime);
+            return Ok(());
+        }
+    };
     let total = hosts * per_host;
     let body = format!(
         "## Controller at scale (simulated agents over QUIC, bulk-loaded store)\n\n\
@@ -744,9 +863,11 @@ fn controller_scale(args: &[String]) -> Result<()> {
          | wall time | {:.1} s |\n\
          | committed rotations per second | {:.0} |\n\
          | host rotation latency p50 / p99 | {:.1} ms / {:.1} ms |\n\
+         | API read latency p50 / p99, idle ({} reads) | {:.1} ms / {:.1} ms |\n\
+         | API read latency p50 / p99, while rotating ({} reads) | {:.1} ms / {:.1} ms |\n\
          | controller peak RSS | {:.0} MiB |\n\
          | redb file size after the run | {:.0} MiB |\n\n\
-         Targets (issue 7): ≥ 10,000 committed rotations/s, RSS < 1 GiB.\n",
+         Targets (issue 7): ≥ 10,000 committed rotations/s, RSS < 1 GiB, API latency flat while the fleet rotates.\n",
         machine(),
         load_time.as_secs_f64(),
         enroll_time.as_secs_f64(),
@@ -754,6 +875,12 @@ fn controller_scale(args: &[String]) -> Result<()> {
         committed as f64 / elapsed.as_secs_f64(),
         percentile(&latencies, 50.0) as f64 / 1000.0,
         percentile(&latencies, 99.0) as f64 / 1000.0,
+        idle.len(),
+        percentile(&idle, 50.0) as f64 / 1000.0,
+        percentile(&idle, 99.0) as f64 / 1000.0,
+        busy.len(),
+        percentile(&busy, 50.0) as f64 / 1000.0,
+        percentile(&busy, 99.0) as f64 / 1000.0,
         peak_rss as f64 / 1024.0,
         redb_size as f64 / 1048576.0,
     );
@@ -764,13 +891,128 @@ fn controller_scale(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// What a controller-scale run measured: rotations asked through the API, or left to the
+/// scheduler.
+enum Phase {
+    Api {
+        enroll_time: Duration,
+        elapsed: Duration,
+        committed: usize,
+        latencies: Vec<u32>,
+        idle: Vec<u32>,
+        busy: Vec<u32>,
+    },
+    Scheduled {
+        enroll_time: Duration,
+        scheduled: Scheduled,
+    },
+}
+
+struct Scheduled {
+    committed: u64,
+    elapsed: Duration,
+    idle: Vec<u32>,
+    busy: Vec<u32>,
+}
+
+/// Probes the idle API until `due_at`, then keeps probing while the scheduler rotates the
+/// `due_count` due accounts (child `app1` of hosts 0..due_count); done when every one of
+/// them has version 2. Their versions are read a few at a time, not through a metrics scrape
+/// (which streams every account).
+async fn scheduled_phase(
+    http: &reqwest::Client,
+    server: &Arc<Server>,
+    due_count: usize,
+    due_at: std::time::SystemTime,
+) -> Result<Scheduled> {
+    let Ok(until_due) = due_at.duration_since(std::time::SystemTime::now()) else {
+        bail!("the agents connected after the accounts fell due: raise -due-after");
+    };
+    let idle = probe_api(http, server, until_due, None).await?;
+    let (probe_stop, probe_stopped) = tokio::sync::watch::channel(false);
+    let busy_probe = {
+        let http = http.clone();
+        let server = server.clone();
+        tokio::spawn(async move {
+            probe_api(
+                &http,
+                &server,
+                Duration::from_secs(3600),
+                Some(probe_stopped),
+            )
+            .await
+        })
+    };
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(1800);
+    // Hosts not yet seen rotated; the scheduler goes through them in name order.
+    let mut next = 0usize;
+    while next < due_count {
+        let path = format!("os/hosts/h{next:05}/accounts/app1");
+        let answer = call(http, server, reqwest::Method::GET, &path, None).await?;
+        if answer["data"]["current_version"]
+            .as_u64()
+            .is_some_and(|v| v >= 2)
+        {
+            next += 1;
+            continue;
+        }
+        if Instant::now() > deadline {
+            bail!("{next} of {due_count} due rotations committed after 1800 s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let elapsed = started.elapsed();
+    let _ = probe_stop.send(true);
+    let busy = busy_probe.await??;
+    let committed =
+        gauge(http, server, "rotor_rotations_total{outcome=\"committed\"}").await? as u64;
+    Ok(Scheduled {
+        committed,
+        elapsed,
+        idle,
+        busy,
+    })
+}
+
+/// Reads a host record every 20 ms for `length` or until `stop` turns true; answers the
+/// latencies in microseconds, sorted. A failed read fails the benchmark.
+async fn probe_api(
+    http: &reqwest::Client,
+    server: &Server,
+    length: Duration,
+    mut stop: Option<tokio::sync::watch::Receiver<bool>>,
+) -> Result<Vec<u32>> {
+    let until = Instant::now() + length;
+    let mut latencies = Vec::new();
+    while Instant::now() < until && !stop.as_ref().is_some_and(|stop| *stop.borrow()) {
+        let sent = Instant::now();
+        call(http, server, reqwest::Method::GET, "os/hosts/h00000", None)
+            .await
+            .context("API probe while rotating")?;
+        latencies.push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32);
+        let pause = tokio::time::sleep(Duration::from_millis(20));
+        match stop.as_mut() {
+            Some(stop) => {
+                tokio::select! {
+                    () = pause => {}
+                    _ = stop.changed() => {}
+                }
+            }
+            None => pause.await,
+        }
+    }
+    latencies.sort_unstable();
+    Ok(latencies)
+}
+
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let outcome = match args.first().map(String::as_str) {
         Some("creds-reads") => creds_reads(&args[1..]),
         Some("controller-scale") => controller_scale(&args[1..]),
         _ => Err(anyhow::anyhow!(
-            "usage: rotor-bench-api creds-reads [-seconds=10] [-connections=32]\n       rotor-bench-api controller-scale [-agents=1000] [-hosts=10000] [-accounts=100] [-parallel=64]"
+            "usage: rotor-bench-api creds-reads [-seconds=10] [-connections=32]\n       rotor-bench-api controller-scale [-agents=1000] [-hosts=10000] [-accounts=100] [-parallel=64] [-due=N [-due-after=90]]"
         )),
     };
     match outcome {
