@@ -53,12 +53,14 @@ pub fn read(store: &Store, dispatcher: &Dispatcher) -> Result<FleetGauges, Store
         AccountStatus::OutOfSync,
     ];
     let mut counts = [0u64; 4];
-    store.read(|tx| {
-        tx.for_each::<AccountRecord>(Table::Accounts, "", |_, account| {
-            if let Some(index) = statuses.iter().position(|status| *status == account.status) {
-                counts[index] += 1;
-            }
-            Ok(())
+    crate::store::off_worker(|| {
+        store.read(|tx| {
+            tx.for_each::<AccountRecord>(Table::Accounts, "", |_, account| {
+                if let Some(index) = statuses.iter().position(|status| *status == account.status) {
+                    counts[index] += 1;
+                }
+                Ok(())
+            })
         })
     })?;
     let accounts_by_status = statuses

@@ -65,6 +65,22 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// pinning the whole file in the controller's memory.
 const CACHE_BYTES: usize = 256 * 1024 * 1024;
 
+/// Runs `work`, which may block for a while (a scan of a large table, a wait for the write
+/// lock or an fsync), without holding up the tokio worker it is called from: on a
+/// multi-threaded runtime the worker's other tasks move to another thread first
+/// (`block_in_place`). On a current-thread runtime (tests) that is not allowed and nothing
+/// competes, so it just runs.
+pub fn off_worker<T>(work: impl FnOnce() -> T) -> T {
+    let current_thread = tokio::runtime::Handle::try_current().is_ok_and(|handle| {
+        handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread
+    });
+    if current_thread {
+        work()
+    } else {
+        tokio::task::block_in_place(work)
+    }
+}
+
 /// Owns the redb database and the seal key.
 pub struct Store {
     database: Database,
@@ -142,16 +158,7 @@ impl Store {
     where
         E: From<StoreError>,
     {
-        let on_single_threaded_runtime =
-            tokio::runtime::Handle::try_current().is_ok_and(|handle| {
-                handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread
-            });
-        if on_single_threaded_runtime {
-            // Tests' runtimes: blocking in place is not allowed there, and nothing competes.
-            self.write_now(work)
-        } else {
-            tokio::task::block_in_place(|| self.write_now(work))
-        }
+        off_worker(|| self.write_now(work))
     }
 
     fn write_now<T, E>(&self, work: impl FnOnce(&WriteTx<'_>) -> Result<T, E>) -> Result<T, E>

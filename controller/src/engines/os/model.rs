@@ -225,13 +225,18 @@ pub fn accounts_with_pending(store: &Store, mount: &str) -> StoreResult<Vec<Acco
 }
 
 /// Calls `visit` on every account of `mount`, one decoded record at a time (the scheduler's
-/// and recovery's scans must not hold a whole fleet in memory).
+/// and recovery's scans must not hold a whole fleet in memory), off the tokio worker (a
+/// million records take seconds, which must not stall the API's requests).
 pub fn for_each_account(
     store: &Store,
     mount: &str,
     mut visit: impl FnMut(AccountRecord) -> StoreResult<()>,
 ) -> StoreResult<()> {
-    store.read(|tx| tx.for_each::<AccountRecord>(Table::Accounts, mount, |_, record| visit(record)))
+    crate::store::off_worker(|| {
+        store.read(|tx| {
+            tx.for_each::<AccountRecord>(Table::Accounts, mount, |_, record| visit(record))
+        })
+    })
 }
 
 fn version_location(key: &str) -> String {
