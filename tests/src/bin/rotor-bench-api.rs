@@ -32,9 +32,7 @@ use rotor_agent::handlers::JobHandler;
 use rotor_common::secret::Password;
 use rotor_common::wire::os::{AccountResult, OsJob, OsOutcome};
 use rotor_common::wire::{JobKind, JobOutcome};
-use rotor_controller::engines::os::model::{
-    self, AccountRecord, AccountStatus, Connection, HostRecord,
-};
+use rotor_controller::engines::os::model::{self, AccountRecord, Connection, HostRecord};
 use rotor_controller::store::{Sealer, Store};
 use serde_json::{Value, json};
 
@@ -476,28 +474,11 @@ fn instant_outcome(kind: JobKind) -> JobOutcome {
 
 fn account(host: &str, name: &str, parent: Option<&str>) -> AccountRecord {
     AccountRecord {
-        host: host.into(),
-        name: name.into(),
-        username: name.into(),
         parent_ref: parent.map(String::from),
         verify_connection: false,
         disable_automated_rotation: true,
-        rotation_period_secs: None,
-        rotation_schedule: None,
-        rotation_window_secs: None,
-        auto_reconcile: false,
-        current_version: 0,
-        pending: None,
-        status: AccountStatus::InSync,
-        status_detail: None,
-        last_vault_rotation_unix: None,
-        last_error: None,
-        failed_attempts: 0,
-        retry_after_unix: None,
         created_unix: 0,
-        lazy_rotation: false,
-        schedule_anchor_unix: None,
-        password_policy: None,
+        ..AccountRecord::new(host, name)
     }
 }
 

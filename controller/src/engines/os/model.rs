@@ -133,6 +133,37 @@ pub struct AccountRecord {
     pub password_policy: Option<String>,
 }
 
+impl AccountRecord {
+    /// A new account `name` on `host` as the API creates it before applying the request's
+    /// fields: login name = account name, in sync, version 0, no schedule, verified by login.
+    pub fn new(host: &str, name: &str) -> Self {
+        Self {
+            host: host.to_string(),
+            name: name.to_string(),
+            username: name.to_string(),
+            parent_ref: None,
+            verify_connection: true,
+            disable_automated_rotation: false,
+            rotation_period_secs: None,
+            rotation_schedule: None,
+            rotation_window_secs: None,
+            auto_reconcile: false,
+            current_version: 0,
+            pending: None,
+            status: AccountStatus::InSync,
+            status_detail: None,
+            last_vault_rotation_unix: None,
+            last_error: None,
+            failed_attempts: 0,
+            retry_after_unix: None,
+            created_unix: now_unix(),
+            lazy_rotation: false,
+            schedule_anchor_unix: None,
+            password_policy: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VersionRecord {
     pub version: u64,
@@ -718,30 +749,7 @@ mod tests {
     use crate::store::Sealer;
 
     fn account(name: &str) -> AccountRecord {
-        AccountRecord {
-            host: "db-1".into(),
-            name: name.into(),
-            username: name.into(),
-            parent_ref: None,
-            verify_connection: false,
-            disable_automated_rotation: false,
-            rotation_period_secs: None,
-            rotation_schedule: None,
-            rotation_window_secs: None,
-            auto_reconcile: false,
-            current_version: 0,
-            pending: None,
-            status: AccountStatus::InSync,
-            status_detail: None,
-            last_vault_rotation_unix: None,
-            last_error: None,
-            failed_attempts: 0,
-            retry_after_unix: None,
-            created_unix: 0,
-            lazy_rotation: false,
-            schedule_anchor_unix: None,
-            password_policy: None,
-        }
+        AccountRecord::new("db-1", name)
     }
 
     #[test]

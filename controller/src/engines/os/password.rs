@@ -123,7 +123,7 @@ pub fn policy_users(store: &Store, name: &str) -> Result<Vec<String>, StoreError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engines::os::model::{AccountStatus, Connection};
+    use crate::engines::os::model::Connection;
     use crate::store::Sealer;
 
     fn host(policy: Option<&str>) -> HostRecord {
@@ -145,28 +145,11 @@ mod tests {
 
     fn account(policy: Option<&str>) -> AccountRecord {
         AccountRecord {
-            host: "web-1".into(),
-            name: "app".into(),
-            username: "app".into(),
-            parent_ref: None,
-            verify_connection: false,
-            disable_automated_rotation: false,
-            rotation_period_secs: None,
-            rotation_schedule: None,
-            rotation_window_secs: None,
-            auto_reconcile: false,
             current_version: 1,
-            pending: None,
-            status: AccountStatus::InSync,
-            status_detail: None,
-            last_vault_rotation_unix: None,
-            last_error: None,
-            failed_attempts: 0,
-            retry_after_unix: None,
+            verify_connection: false,
             created_unix: 0,
-            lazy_rotation: false,
-            schedule_anchor_unix: None,
             password_policy: policy.map(String::from),
+            ..AccountRecord::new("web-1", "app")
         }
     }
 

@@ -639,30 +639,9 @@ fn write_account(state: AppState, request: Request) -> HandlerFuture {
         let name = request.param("account").to_string();
         valid_name("account", &name)?;
         let existing = model::get_account(&state.store, &mount, &host.name, &name)?;
-        let mut account = existing.clone().unwrap_or(AccountRecord {
-            host: host.name.clone(),
-            name: name.clone(),
-            username: String::new(),
-            parent_ref: None,
-            verify_connection: true,
-            disable_automated_rotation: false,
-            rotation_period_secs: None,
-            rotation_schedule: None,
-            rotation_window_secs: None,
-            auto_reconcile: false,
-            current_version: 0,
-            pending: None,
-            status: AccountStatus::InSync,
-            status_detail: None,
-            last_vault_rotation_unix: None,
-            last_error: None,
-            failed_attempts: 0,
-            retry_after_unix: None,
-            created_unix: now_unix(),
-            lazy_rotation: false,
-            schedule_anchor_unix: None,
-            password_policy: None,
-        });
+        let mut account = existing
+            .clone()
+            .unwrap_or_else(|| AccountRecord::new(&host.name, &name));
         if let Some(username) = request.string("username")? {
             account.username = username;
         }
