@@ -233,20 +233,11 @@ impl ReadTx {
         table: Table,
         prefix: &str,
     ) -> StoreResult<Vec<(String, T)>> {
-        let opened = match self.transaction.open_table(definition(table)) {
-            Ok(opened) => opened,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(error) => return Err(error.into()),
-        };
         let mut records = Vec::new();
-        for entry in opened.range(prefix..)? {
-            let (key, value) = entry?;
-            let key = key.value();
-            if !key.starts_with(prefix) {
-                break;
-            }
-            records.push((key.to_string(), decode(table, key, value.value())?));
-        }
+        self.for_each(table, prefix, |key, record| {
+            records.push((key.to_string(), record));
+            Ok(())
+        })?;
         Ok(records)
     }
 

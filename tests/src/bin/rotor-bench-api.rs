@@ -21,7 +21,6 @@
 //! Owns the load generator, the simulator and the report. Must not assert targets: it
 //! measures and says.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -34,6 +33,8 @@ use rotor_common::wire::os::{AccountResult, OsJob, OsOutcome};
 use rotor_common::wire::{JobKind, JobOutcome};
 use rotor_controller::engines::os::model::{self, AccountRecord, Connection, HostRecord};
 use rotor_controller::store::{Sealer, Store};
+use rotor_tests::bench::report::{machine, write_section};
+use rotor_tests::bench::rss;
 use serde_json::{Value, json};
 
 /// A syntactically valid Ed25519 public key: the host is never contacted.
@@ -288,78 +289,6 @@ async fn load(
     }
 }
 
-fn rss_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|line| line.starts_with(field))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-fn machine() -> String {
-    let run = |program: &str, args: &[&str]| {
-        Command::new(program)
-            .args(args)
-            .output()
-            .ok()
-            .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
-            .unwrap_or_else(|| "unknown".into())
-    };
-    let memory = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .next()
-                .map(|line| line.split_whitespace().nth(1).unwrap_or("?").to_string())
-        })
-        .and_then(|kib| kib.parse::<u64>().ok())
-        .map_or("unknown".into(), |kib| {
-            format!("{:.1} GiB", kib as f64 / 1048576.0)
-        });
-    format!(
-        "{} cores, {memory}, kernel {}, measured {} (load average before: {})",
-        run("nproc", &[]),
-        run("uname", &["-r"]),
-        run("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
-    )
-}
-
-/// Replaces this benchmark's section of docs/benchmarks.md (between its markers), keeping
-/// everything else.
-fn write_section(section: &str, body: &str) -> Result<PathBuf> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/benchmarks.md");
-    std::fs::create_dir_all(path.parent().context("docs dir")?)?;
-    let existing = std::fs::read_to_string(&path).unwrap_or_else(|_| {
-        "# Rotor benchmarks\n\nMeasured figures, raw, with the machine they were measured on.\n"
-            .into()
-    });
-    let begin = format!("<!-- bench:{section} -->");
-    let end = format!("<!-- /bench:{section} -->");
-    let block = format!("{begin}\n{body}\n{end}");
-    let updated = match (existing.find(&begin), existing.find(&end)) {
-        (Some(start), Some(stop)) if stop > start => {
-            format!(
-                "{}{block}{}",
-                &existing[..start],
-                &existing[stop + end.len()..]
-            )
-        }
-        _ => format!("{}\n{block}\n", existing.trim_end()),
-    };
-    let mut file = std::fs::File::create(&path)?;
-    file.write_all(updated.as_bytes())?;
-    Ok(path)
-}
-
 fn flag(args: &[String], name: &str, default: u64) -> Result<u64> {
     let prefix = format!("-{name}=");
     match args.iter().find_map(|arg| {
@@ -413,7 +342,7 @@ fn creds_reads(args: &[String]) -> Result<()> {
         .await;
         anyhow::Ok((plain, audited))
     })?;
-    let peak_rss = rss_kib(pid, "VmHWM:").unwrap_or(0);
+    let peak_rss = rss::status_kib(pid, "VmHWM").unwrap_or(0);
     let audit_lines = std::fs::read_to_string(audit_file.path())
         .map(|text| text.lines().count())
         .unwrap_or(0);
@@ -715,20 +644,7 @@ fn controller_scale(args: &[String]) -> Result<()> {
         // The API's latency while idle, then while the fleet rotates: one read at a time,
         // every 20 ms, of a host record (auth, ACL, store, JSON: the whole path).
         let idle = probe_api(&http, &server, Duration::from_secs(3), None).await?;
-        let (probe_stop, probe_stopped) = tokio::sync::watch::channel(false);
-        let busy_probe = {
-            let http = http.clone();
-            let server = server.clone();
-            tokio::spawn(async move {
-                probe_api(
-                    &http,
-                    &server,
-                    Duration::from_secs(3600),
-                    Some(probe_stopped),
-                )
-                .await
-            })
-        };
+        let busy_probe = BackgroundProbe::start(&http, &server);
         let limit = Arc::new(tokio::sync::Semaphore::new(in_flight.max(1)));
         let started = Instant::now();
         let mut tasks = Vec::new();
@@ -768,8 +684,7 @@ fn controller_scale(args: &[String]) -> Result<()> {
         }
         let elapsed = started.elapsed();
         latencies.sort_unstable();
-        let _ = probe_stop.send(true);
-        let busy = busy_probe.await??;
+        let busy = busy_probe.finish().await?;
         let _ = stop.send(true);
         anyhow::Ok(Phase::Api {
             enroll_time,
@@ -780,7 +695,7 @@ fn controller_scale(args: &[String]) -> Result<()> {
             busy,
         })
     })?;
-    let peak_rss = rss_kib(pid, "VmHWM:").unwrap_or(0);
+    let peak_rss = rss::status_kib(pid, "VmHWM").unwrap_or(0);
     let redb_size = std::fs::metadata(dir.path().join("rotor.redb"))
         .map(|m| m.len())
         .unwrap_or(0);
@@ -910,20 +825,7 @@ async fn scheduled_phase(
         bail!("the agents connected after the accounts fell due: raise -due-after");
     };
     let idle = probe_api(http, server, until_due, None).await?;
-    let (probe_stop, probe_stopped) = tokio::sync::watch::channel(false);
-    let busy_probe = {
-        let http = http.clone();
-        let server = server.clone();
-        tokio::spawn(async move {
-            probe_api(
-                &http,
-                &server,
-                Duration::from_secs(3600),
-                Some(probe_stopped),
-            )
-            .await
-        })
-    };
+    let busy_probe = BackgroundProbe::start(http, server);
     let started = Instant::now();
     let deadline = started + Duration::from_secs(1800);
     // Hosts not yet seen rotated; the scheduler goes through them in name order.
@@ -944,8 +846,7 @@ async fn scheduled_phase(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let elapsed = started.elapsed();
-    let _ = probe_stop.send(true);
-    let busy = busy_probe.await??;
+    let busy = busy_probe.finish().await?;
     let committed =
         gauge(http, server, "rotor_rotations_total{outcome=\"committed\"}").await? as u64;
     Ok(Scheduled {
@@ -985,6 +886,30 @@ async fn probe_api(
     }
     latencies.sort_unstable();
     Ok(latencies)
+}
+
+/// [`probe_api`] running in the background until [`BackgroundProbe::finish`].
+struct BackgroundProbe {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<Vec<u32>>>,
+}
+
+impl BackgroundProbe {
+    fn start(http: &reqwest::Client, server: &Arc<Server>) -> Self {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let http = http.clone();
+        let server = server.clone();
+        let task = tokio::spawn(async move {
+            probe_api(&http, &server, Duration::from_secs(3600), Some(stopped)).await
+        });
+        Self { stop, task }
+    }
+
+    /// Stops the probe; answers its latencies (µs, sorted).
+    async fn finish(self) -> Result<Vec<u32>> {
+        let _ = self.stop.send(true);
+        self.task.await?
+    }
 }
 
 fn main() -> std::process::ExitCode {
