@@ -91,6 +91,14 @@ impl Journal {
         Ok(())
     }
 
+    /// How many results wait for an acknowledgement (for the agent's metrics; no copies).
+    pub fn unacknowledged_count(&self) -> usize {
+        self.entries
+            .lock()
+            .map(|entries| entries.results.len())
+            .unwrap_or_default()
+    }
+
     pub fn unacknowledged(&self) -> Vec<JobResult> {
         self.entries
             .lock()
@@ -119,6 +127,7 @@ mod tests {
         let journal = Journal::open(dir.path()).expect("reopen");
         assert!(journal.recorded(id).is_some());
         assert_eq!(journal.unacknowledged().len(), 1);
+        assert_eq!(journal.unacknowledged_count(), 1);
         journal.acknowledge(&[id]).expect("ack");
         drop(journal);
         let journal = Journal::open(dir.path()).expect("reopen");

@@ -141,7 +141,7 @@ async fn write_loop(
             },
             _ = ticker.tick() => {
                 seq += 1;
-                let metrics = crate::metrics::snapshot(journal.unacknowledged().len());
+                let metrics = crate::metrics::snapshot(journal.unacknowledged_count());
                 vec![AgentMessage::Heartbeat { seq }, AgentMessage::Metrics(metrics)]
             }
         };
