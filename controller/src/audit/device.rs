@@ -85,7 +85,16 @@ impl Device {
     /// `hmac-sha256:<hex>` of `value` under this device's key.
     pub fn hash(&self, value: &str) -> String {
         let tag = hmac::sign(&self.key, value.as_bytes());
-        format!("{HMAC_PREFIX}{}", hex::encode(tag.as_ref()))
+        let mut digits = [0u8; 64];
+        let mut hashed = String::with_capacity(HMAC_PREFIX.len() + digits.len());
+        hashed.push_str(HMAC_PREFIX);
+        // A SHA-256 tag is 32 bytes: 64 hex digits always fit, and hex digits are ASCII.
+        if hex::encode_to_slice(tag.as_ref(), &mut digits).is_ok()
+            && let Ok(text) = std::str::from_utf8(&digits)
+        {
+            hashed.push_str(text);
+        }
+        hashed
     }
 
     /// Checks the sink can be opened (enabling a device that cannot write is refused).

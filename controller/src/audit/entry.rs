@@ -2,11 +2,19 @@
 //! layout (`time`, `type`, `auth`, `request`, `response`, `error`), with every string of
 //! request data, response data and auth replaced by `hmac-sha256:<hex>`.
 //!
-//! Pure: rendering takes the hasher and the time as arguments. Must not write anywhere.
+//! Rendering serialises straight from the request and response (no intermediate JSON
+//! tree), and a request's `auth` and `request` objects are rendered once per device
+//! ([`Fragments`]) and reused by its response line. Pure: rendering takes the hasher and
+//! the time as arguments. Must not write anywhere.
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde::ser::{SerializeMap, SerializeSeq, Serializer};
+use serde_json::{Map, Value};
+
+/// The hasher a device lends to rendering.
+pub type Hash<'a> = &'a dyn Fn(&str) -> String;
 
 /// Who made the request, as far as the audit log needs it.
 #[derive(Clone)]
@@ -56,150 +64,300 @@ pub struct AuditResponse<'a> {
     pub warnings: &'a [String],
 }
 
-/// Replaces every string in `value` (at any depth) by its HMAC.
-pub fn redact(value: &Value, hash: &dyn Fn(&str) -> String) -> Value {
-    match value {
-        Value::String(text) => Value::String(hash(text)),
-        Value::Array(items) => Value::Array(items.iter().map(|item| redact(item, hash)).collect()),
-        Value::Object(map) => Value::Object(redact_map(map, hash)),
-        other => other.clone(),
+/// Serialises `value` with every string (at any depth) replaced by its HMAC.
+struct Redacted<'a> {
+    value: &'a Value,
+    hash: Hash<'a>,
+}
+
+impl Serialize for Redacted<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.value {
+            Value::String(text) => serializer.serialize_str(&(self.hash)(text)),
+            Value::Array(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for value in items {
+                    seq.serialize_element(&Redacted {
+                        value,
+                        hash: self.hash,
+                    })?;
+                }
+                seq.end()
+            }
+            Value::Object(map) => RedactedMap {
+                map,
+                hash: self.hash,
+            }
+            .serialize(serializer),
+            other => other.serialize(serializer),
+        }
     }
 }
 
-fn redact_map(map: &Map<String, Value>, hash: &dyn Fn(&str) -> String) -> Map<String, Value> {
-    map.iter()
-        .map(|(key, value)| (key.clone(), redact(value, hash)))
-        .collect()
+/// Serialises a map with every string value (at any depth) replaced by its HMAC; keys stay.
+struct RedactedMap<'a> {
+    map: &'a Map<String, Value>,
+    hash: Hash<'a>,
 }
 
-fn rfc3339_nanos(now: std::time::SystemTime) -> String {
-    humantime::format_rfc3339_nanos(now).to_string()
+impl Serialize for RedactedMap<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut out = serializer.serialize_map(Some(self.map.len()))?;
+        for (key, value) in self.map {
+            out.serialize_entry(
+                key,
+                &Redacted {
+                    value,
+                    hash: self.hash,
+                },
+            )?;
+        }
+        out.end()
+    }
 }
 
-fn auth_json(auth: &AuditAuth, hash: &dyn Fn(&str) -> String) -> Value {
-    let metadata: Map<String, Value> = auth
-        .metadata
-        .iter()
-        .map(|(key, value)| (key.clone(), Value::String(hash(value))))
-        .collect();
-    json!({
-        "client_token": hash(&auth.client_token),
-        "accessor": hash(&auth.accessor),
-        "display_name": auth.display_name,
-        "policies": auth.policies,
-        "token_policies": auth.policies,
-        "metadata": if metadata.is_empty() { Value::Null } else { Value::Object(metadata) },
-        "entity_id": "",
-        "token_type": "service",
-        "token_ttl": auth.token_ttl_secs,
-        "token_issue_time": humantime::format_rfc3339_seconds(
-            std::time::UNIX_EPOCH + std::time::Duration::from_secs(auth.token_issue_unix)
-        ).to_string(),
-    })
+/// A response's `auth`: the fields that are not secret in clear, everything else hashed.
+struct ResponseAuth<'a> {
+    value: &'a Value,
+    hash: Hash<'a>,
 }
 
-fn request_json(request: &AuditRequest, hash: &dyn Fn(&str) -> String) -> Value {
-    let auth = request.auth.as_ref();
-    json!({
-        "id": request.id,
-        "operation": request.operation,
-        "mount_type": request.mount_type,
-        "client_token": auth.map(|auth| hash(&auth.client_token)).unwrap_or_default(),
-        "client_token_accessor": auth.map(|auth| hash(&auth.accessor)).unwrap_or_default(),
-        "namespace": { "id": "root" },
-        "path": request.path,
-        "data": if request.data.is_empty() { Value::Null } else { Value::Object(redact_map(&request.data, hash)) },
-        "remote_address": request.remote_address,
-    })
+/// Response `auth` fields written in clear (everything else is hashed).
+const AUTH_IN_CLEAR: &[&str] = &[
+    "policies",
+    "token_policies",
+    "identity_policies",
+    "lease_duration",
+    "renewable",
+    "token_type",
+    "orphan",
+    "num_uses",
+    "entity_id",
+];
+
+impl Serialize for ResponseAuth<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Value::Object(fields) = self.value else {
+            return Redacted {
+                value: self.value,
+                hash: self.hash,
+            }
+            .serialize(serializer);
+        };
+        let mut out = serializer.serialize_map(Some(fields.len()))?;
+        for (key, value) in fields {
+            if AUTH_IN_CLEAR.contains(&key.as_str()) {
+                out.serialize_entry(key, value)?;
+            } else {
+                out.serialize_entry(
+                    key,
+                    &Redacted {
+                        value,
+                        hash: self.hash,
+                    },
+                )?;
+            }
+        }
+        out.end()
+    }
+}
+
+#[derive(Serialize)]
+struct AuthEntry<'a> {
+    client_token: &'a str,
+    accessor: &'a str,
+    display_name: &'a str,
+    policies: &'a [String],
+    token_policies: &'a [String],
+    metadata: Option<BTreeMap<&'a str, String>>,
+    entity_id: &'static str,
+    token_type: &'static str,
+    token_ttl: u64,
+    token_issue_time: String,
+}
+
+#[derive(Serialize)]
+struct Namespace {
+    id: &'static str,
+}
+
+#[derive(Serialize)]
+struct RequestEntry<'a> {
+    id: &'a str,
+    operation: &'static str,
+    mount_type: &'a str,
+    client_token: &'a str,
+    client_token_accessor: &'a str,
+    namespace: Namespace,
+    path: &'a str,
+    data: Option<RedactedMap<'a>>,
+    remote_address: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Secret<'a> {
+    lease_id: &'a str,
+}
+
+/// A response's data: an API response's `data` map, or a raw body.
+enum ResponseData<'a> {
+    Map(RedactedMap<'a>),
+    Raw(Redacted<'a>),
+}
+
+impl Serialize for ResponseData<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ResponseData::Map(map) => map.serialize(serializer),
+            ResponseData::Raw(raw) => raw.serialize(serializer),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ResponseEntry<'a> {
+    mount_type: &'a str,
+    auth: Option<ResponseAuth<'a>>,
+    secret: Option<Secret<'a>>,
+    data: Option<ResponseData<'a>>,
+    lease_duration: u64,
+    renewable: bool,
+    warnings: &'a [String],
+}
+
+/// A request's `auth` and `request` objects as one device writes them, rendered once for
+/// its request line and its response line.
+#[derive(Debug, Clone)]
+pub struct Fragments {
+    auth: String,
+    request: String,
+}
+
+fn to_json<T: Serialize>(value: &T) -> String {
+    // Serialising these types cannot fail: every map key is a string.
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+/// Renders `request`'s `auth` and `request` objects with `hash`.
+pub fn fragments(request: &AuditRequest, hash: Hash<'_>) -> Fragments {
+    let (client_token, accessor) = match &request.auth {
+        Some(auth) => (hash(&auth.client_token), hash(&auth.accessor)),
+        None => (String::new(), String::new()),
+    };
+    let auth = match &request.auth {
+        None => "null".to_string(),
+        Some(auth) => {
+            let metadata: BTreeMap<&str, String> = auth
+                .metadata
+                .iter()
+                .map(|(key, value)| (key.as_str(), hash(value)))
+                .collect();
+            to_json(&AuthEntry {
+                client_token: &client_token,
+                accessor: &accessor,
+                display_name: &auth.display_name,
+                policies: &auth.policies,
+                token_policies: &auth.policies,
+                metadata: (!metadata.is_empty()).then_some(metadata),
+                entity_id: "",
+                token_type: "service",
+                token_ttl: auth.token_ttl_secs,
+                token_issue_time: humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(auth.token_issue_unix),
+                )
+                .to_string(),
+            })
+        }
+    };
+    let request = to_json(&RequestEntry {
+        id: &request.id,
+        operation: request.operation,
+        mount_type: &request.mount_type,
+        client_token: &client_token,
+        client_token_accessor: &accessor,
+        namespace: Namespace { id: "root" },
+        path: &request.path,
+        data: (!request.data.is_empty()).then_some(RedactedMap {
+            map: &request.data,
+            hash,
+        }),
+        remote_address: request.remote_address.as_deref(),
+    });
+    Fragments { auth, request }
+}
+
+/// `{"time":…,"type":…,"auth":…,"request":…[,"response":…],"error":…}`.
+fn line(
+    kind: &str,
+    fragments: &Fragments,
+    response: Option<String>,
+    error: Option<&str>,
+    now: std::time::SystemTime,
+) -> String {
+    let time = humantime::format_rfc3339_nanos(now).to_string();
+    let response_len = response.as_ref().map_or(0, String::len);
+    let mut out =
+        String::with_capacity(fragments.auth.len() + fragments.request.len() + response_len + 128);
+    out.push_str("{\"time\":\"");
+    out.push_str(&time);
+    out.push_str("\",\"type\":\"");
+    out.push_str(kind);
+    out.push_str("\",\"auth\":");
+    out.push_str(&fragments.auth);
+    out.push_str(",\"request\":");
+    out.push_str(&fragments.request);
+    if let Some(response) = response {
+        out.push_str(",\"response\":");
+        out.push_str(&response);
+    }
+    out.push_str(",\"error\":");
+    out.push_str(&to_json(&error.unwrap_or_default()));
+    out.push('}');
+    out
 }
 
 /// The request line (without its newline).
 pub fn request_line(
-    request: &AuditRequest,
+    fragments: &Fragments,
     error: Option<&str>,
-    hash: &dyn Fn(&str) -> String,
     now: std::time::SystemTime,
 ) -> String {
-    json!({
-        "time": rfc3339_nanos(now),
-        "type": "request",
-        "auth": request.auth.as_ref().map(|auth| auth_json(auth, hash)),
-        "request": request_json(request, hash),
-        "error": error.unwrap_or_default(),
-    })
-    .to_string()
-}
-
-fn response_auth(auth: &Value, hash: &dyn Fn(&str) -> String) -> Value {
-    let Value::Object(fields) = auth else {
-        return redact(auth, hash);
-    };
-    let kept_in_clear = [
-        "policies",
-        "token_policies",
-        "identity_policies",
-        "lease_duration",
-        "renewable",
-        "token_type",
-        "orphan",
-        "num_uses",
-        "entity_id",
-    ];
-    Value::Object(
-        fields
-            .iter()
-            .map(|(key, value)| {
-                let shown = if kept_in_clear.contains(&key.as_str()) {
-                    value.clone()
-                } else {
-                    redact(value, hash)
-                };
-                (key.clone(), shown)
-            })
-            .collect(),
-    )
+    line("request", fragments, None, error, now)
 }
 
 /// The response line (without its newline); `error` for a failed request.
 pub fn response_line(
+    fragments: &Fragments,
     request: &AuditRequest,
     response: &AuditResponse<'_>,
     error: Option<&str>,
-    hash: &dyn Fn(&str) -> String,
+    hash: Hash<'_>,
     now: std::time::SystemTime,
 ) -> String {
     let data = match (response.data, &response.raw) {
-        (Some(data), _) => Value::Object(redact_map(data, hash)),
-        (None, Some(raw)) => redact(raw, hash),
-        (None, None) => Value::Null,
+        (Some(map), _) => Some(ResponseData::Map(RedactedMap { map, hash })),
+        (None, Some(value)) => Some(ResponseData::Raw(Redacted { value, hash })),
+        (None, None) => None,
     };
-    let secret = if response.lease_id.is_empty() {
-        Value::Null
-    } else {
-        json!({ "lease_id": response.lease_id })
-    };
-    json!({
-        "time": rfc3339_nanos(now),
-        "type": "response",
-        "auth": request.auth.as_ref().map(|auth| auth_json(auth, hash)),
-        "request": request_json(request, hash),
-        "response": {
-            "mount_type": request.mount_type,
-            "auth": response.auth.map(|auth| response_auth(auth, hash)),
-            "secret": secret,
-            "data": data,
-            "lease_duration": response.lease_duration,
-            "renewable": response.renewable,
-            "warnings": response.warnings,
-        },
-        "error": error.unwrap_or_default(),
-    })
-    .to_string()
+    let auth = response.auth.map(|value| ResponseAuth { value, hash });
+    let body = to_json(&ResponseEntry {
+        mount_type: &request.mount_type,
+        auth,
+        secret: (!response.lease_id.is_empty()).then_some(Secret {
+            lease_id: response.lease_id,
+        }),
+        data,
+        lease_duration: response.lease_duration,
+        renewable: response.renewable,
+        warnings: response.warnings,
+    });
+    line("response", fragments, Some(body), error, now)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn fake_hash(text: &str) -> String {
         format!("hmac-sha256:{}", text.len())
@@ -231,7 +389,8 @@ mod tests {
     #[test]
     fn no_string_survives_in_clear() {
         let request = request();
-        let line = request_line(&request, None, &fake_hash, std::time::SystemTime::now());
+        let fragments = fragments(&request, &fake_hash);
+        let line = request_line(&fragments, None, std::time::SystemTime::now());
         for secret in [
             "hunter2",
             "a-secret",
@@ -256,6 +415,7 @@ mod tests {
             ..AuditResponse::default()
         };
         let line = response_line(
+            &fragments,
             &request,
             &response,
             None,
@@ -267,6 +427,33 @@ mod tests {
         }
         let parsed: Value = serde_json::from_str(&line).expect("json");
         assert_eq!(parsed["response"]["auth"]["policies"][0], "apps");
+        assert_eq!(parsed["response"]["auth"]["client_token"], "hmac-sha256:9");
+        assert_eq!(parsed["response"]["data"]["password"], "hmac-sha256:8");
+        assert_eq!(parsed["response"]["secret"], Value::Null);
         assert_eq!(parsed["request"]["id"], "req-1");
+        assert_eq!(parsed["type"], "response");
+        assert_eq!(parsed["error"], "");
+
+        let failed = response_line(
+            &fragments,
+            &request,
+            &AuditResponse {
+                raw: Some(json!(["raw-secret", 3])),
+                lease_id: "os/creds/x/lease",
+                ..AuditResponse::default()
+            },
+            Some("permission \"denied\""),
+            &fake_hash,
+            std::time::SystemTime::now(),
+        );
+        assert!(!failed.contains("raw-secret"), "{failed}");
+        let parsed: Value = serde_json::from_str(&failed).expect("json");
+        assert_eq!(parsed["error"], "permission \"denied\"");
+        assert_eq!(parsed["response"]["data"][1], 3);
+        assert_eq!(parsed["response"]["secret"]["lease_id"], "os/creds/x/lease");
+        assert_eq!(
+            parsed["request"]["client_token"],
+            parsed["auth"]["client_token"]
+        );
     }
 }

@@ -53,7 +53,7 @@ pub enum AuditError {
 /// Proof that a request was recorded: the devices that took it, which also get its response.
 #[derive(Debug, Default)]
 pub struct Receipt {
-    devices: Vec<Arc<Device>>,
+    devices: Vec<(Arc<Device>, entry::Fragments)>,
 }
 
 /// An enabled device with the record it was built from.
@@ -63,8 +63,9 @@ type Enabled = (AuditDeviceRecord, Arc<Device>);
 #[derive(Clone)]
 pub struct AuditBroker {
     store: Arc<Store>,
-    /// A std lock: never held across an await (writes are synchronous).
-    devices: Arc<RwLock<Vec<Enabled>>>,
+    /// A std lock: never held across an await (writes are synchronous). The list is
+    /// replaced whole on enable/disable, so a request takes it with one reference count.
+    devices: Arc<RwLock<Arc<Vec<Enabled>>>>,
 }
 
 fn seal_location(path: &str) -> String {
@@ -114,7 +115,7 @@ impl AuditBroker {
         }
         Ok(Self {
             store,
-            devices: Arc::new(RwLock::new(devices)),
+            devices: Arc::new(RwLock::new(Arc::new(devices))),
         })
     }
 
@@ -136,17 +137,26 @@ impl AuditBroker {
         ))
     }
 
-    fn snapshot(&self) -> Vec<Enabled> {
+    fn snapshot(&self) -> Arc<Vec<Enabled>> {
         self.devices
             .read()
-            .map(|devices| devices.clone())
+            .map(|devices| Arc::clone(&devices))
             .unwrap_or_default()
+    }
+
+    /// Replaces the device list with `change` applied to a copy of it.
+    fn update(&self, change: impl FnOnce(&mut Vec<Enabled>)) {
+        if let Ok(mut devices) = self.devices.write() {
+            let mut next = Vec::clone(&devices);
+            change(&mut next);
+            *devices = Arc::new(next);
+        }
     }
 
     pub fn list(&self) -> Vec<AuditDeviceRecord> {
         self.snapshot()
-            .into_iter()
-            .map(|(record, _)| record)
+            .iter()
+            .map(|(record, _)| record.clone())
             .collect()
     }
 
@@ -220,9 +230,7 @@ impl AuditBroker {
             tx.put(Table::AuditDevices, &path, &record)
                 .map_err(AuditError::from)
         })?;
-        if let Ok(mut devices) = self.devices.write() {
-            devices.push((record.clone(), Arc::new(device)));
-        }
+        self.update(|devices| devices.push((record.clone(), Arc::new(device))));
         Ok(record)
     }
 
@@ -232,9 +240,7 @@ impl AuditBroker {
         let existed = self
             .store
             .write(|tx| tx.delete(Table::AuditDevices, &path))?;
-        if let Ok(mut devices) = self.devices.write() {
-            devices.retain(|(record, _)| record.path != path);
-        }
+        self.update(|devices| devices.retain(|(record, _)| record.path != path));
         Ok(existed)
     }
 
@@ -242,7 +248,7 @@ impl AuditBroker {
     pub fn hash(&self, path: &str, input: &str) -> Result<String, AuditError> {
         let path = normalize_path(path)?;
         self.snapshot()
-            .into_iter()
+            .iter()
             .find(|(record, _)| record.path == path)
             .map(|(_, device)| device.hash(input))
             .ok_or_else(|| AuditError::Invalid(format!("no audit device is enabled at {path}")))
@@ -262,10 +268,11 @@ impl AuditBroker {
         let now = std::time::SystemTime::now();
         let mut receipt = Receipt::default();
         let mut failures = Vec::new();
-        for (_, device) in devices {
-            let line = entry::request_line(request, error, &|value| device.hash(value), now);
+        for (_, device) in devices.iter() {
+            let fragments = entry::fragments(request, &|value| device.hash(value));
+            let line = entry::request_line(&fragments, error, now);
             match device.write_line(&line) {
-                Ok(()) => receipt.devices.push(device),
+                Ok(()) => receipt.devices.push((Arc::clone(device), fragments)),
                 Err(failure) => failures.push(format!("{} ({failure})", device.path)),
             }
         }
@@ -298,9 +305,15 @@ impl AuditBroker {
         let now = std::time::SystemTime::now();
         let mut written = 0;
         let mut failures = Vec::new();
-        for device in &receipt.devices {
-            let line =
-                entry::response_line(request, response, error, &|value| device.hash(value), now);
+        for (device, fragments) in &receipt.devices {
+            let line = entry::response_line(
+                fragments,
+                request,
+                response,
+                error,
+                &|value| device.hash(value),
+                now,
+            );
             match device.write_line(&line) {
                 Ok(()) => written += 1,
                 Err(failure) => failures.push(format!("{} ({failure})", device.path)),
