@@ -284,13 +284,25 @@ pub fn current_password(
     mount: &str,
     account: &AccountRecord,
 ) -> StoreResult<Password> {
-    version_password(store, mount, account, account.current_version)?.ok_or_else(|| {
-        StoreError::Corrupt {
+    current_version(store, mount, account).map(|(_, password)| password)
+}
+
+/// The account's current version record and its password, from one read.
+pub fn current_version(
+    store: &Store,
+    mount: &str,
+    account: &AccountRecord,
+) -> StoreResult<(VersionRecord, Password)> {
+    let key = version_key(mount, &account.host, &account.name, account.current_version);
+    let Some(record) = store.get::<VersionRecord>(Table::Versions, &key)? else {
+        return Err(StoreError::Corrupt {
             table: "versions",
-            key: version_key(mount, &account.host, &account.name, account.current_version),
+            key,
             detail: "the current version is missing".into(),
-        }
-    })
+        });
+    };
+    let password = open_password(store, &version_location(&key), &record.password_sealed)?;
+    Ok((record, password))
 }
 
 pub fn version_password(

@@ -784,12 +784,8 @@ fn read_creds(state: AppState, request: Request) -> HandlerFuture {
             }
             account = load_account(&state, &request)?;
         }
-        let password = model::current_password(&state.store, &request.mount, &account)?;
-        let versions = model::list_versions(&state.store, &request.mount, &account)?;
-        let created = versions
-            .iter()
-            .find(|v| v.version == account.current_version)
-            .map(|v| rfc3339(v.created_unix));
+        let (current, password) = model::current_version(&state.store, &request.mount, &account)?;
+        let created = rfc3339(current.created_unix);
         let next = match (
             account.rotation_period_secs,
             account.disable_automated_rotation,
