@@ -5,8 +5,10 @@
 //! rotates the canary before anything else, that a failure past the threshold stops it with the
 //! hosts not started reported `not_attempted` and still on their old passwords, that a run cut
 //! by a controller restart reads `interrupted`, and that bad selectors and options are 400s
-//! saying what is wrong. Every password claim is a login on the
-//! host. Owns only this scenario; the harness owns containers and logins.
+//! saying what is wrong. A second scenario, two sites with an agent each, proves the host cap
+//! is per site: never two hosts of one site at once, while sites rotate side by side. Every
+//! password claim is a login on the host. Owns only these scenarios; the harness owns
+//! containers and logins.
 
 use std::time::Duration;
 
@@ -491,6 +493,103 @@ fn waves_plan_canary_first_stop_on_failures_and_watch() -> Result<()> {
     assert_password(canary, "app1", &password);
     for (name, password) in &before {
         assert_password(host(name)?, "app1", password);
+    }
+    Ok(())
+}
+
+/// Two sites, one agent each, two hosts each, every rotation slowed to 3 s: with
+/// `max_parallel_per_site=1` no poll of the run ever sees two hosts of one site rotating,
+/// while hosts of different sites do rotate side by side (the cap is per site, not global),
+/// and the run completes with every new password logging in.
+#[test]
+fn per_site_caps_bound_each_site_while_sites_rotate_side_by_side() -> Result<()> {
+    if skip_requested("per_site_caps_bound_each_site_while_sites_rotate_side_by_side") {
+        return Ok(());
+    }
+    let sites = [Site::new("pa")?, Site::new("pb")?];
+    let mut hosts = Vec::new();
+    for (site, prefix) in sites.iter().zip(["pa", "pb"]) {
+        for index in 1..=2 {
+            let name = format!("{prefix}-{index}");
+            let host = site
+                .host(&name)
+                .with_parent("mgmt", "Mgmt-initial-1")
+                .with_user("app1", &initial_password(&name, "app1"))
+                .with_user("app2", &initial_password(&name, "app2"))
+                .start()?;
+            host.exec(&format!(
+                "printf '#!/bin/sh\\nsleep 3\\nexec /usr/sbin/chpasswd \"$@\"\\n' > {SLOW_CHPASSWD}; chmod 0755 {SLOW_CHPASSWD}"
+            ))?;
+            grant_sudo(&host, SLOW_CHPASSWD, "rotor-slow")?;
+            hosts.push((site, host));
+        }
+    }
+    let rotor = Rotor::start(&[&sites[0], &sites[1]])?;
+    for (site, host) in &hosts {
+        register(&rotor, site, host, Some(SLOW_CHPASSWD))?;
+    }
+
+    let started = rotor.cli_json(&[
+        "write",
+        "os/rotate",
+        "host=p*",
+        "account=app1",
+        "canary=1",
+        "wave_size=3",
+        "max_parallel_per_site=1",
+        "dry_run=false",
+    ])?;
+    let id = started["data"]["id"]
+        .as_str()
+        .context("a run answers its id")?
+        .to_string();
+    let run_path = format!("os/rotations/{id}");
+
+    // Poll until the run ends, noting which hosts each poll saw rotating.
+    let mut polls: Vec<Vec<String>> = Vec::new();
+    let mut last = Value::Null;
+    wait_until("the run to finish", Duration::from_secs(90), || {
+        let read = rotor.cli_json(&["read", &run_path])?;
+        let running: Vec<String> = account_states(&read["data"])
+            .into_iter()
+            .filter(|(_, _, state)| state == "running")
+            .map(|(host, _, _)| host)
+            .collect();
+        polls.push(running);
+        let finished = read["data"]["state"] != "running";
+        last = read;
+        Ok(finished)
+    })?;
+    eprintln!("polls: {polls:?}\nrun: {last}");
+    let data = &last["data"];
+    assert_eq!(data["state"], "completed", "{last}");
+    assert_eq!(data["succeeded"], 4, "{last}");
+
+    for running in &polls {
+        for prefix in ["pa-", "pb-"] {
+            let of_site = running
+                .iter()
+                .filter(|host| host.starts_with(prefix))
+                .count();
+            assert!(
+                of_site <= 1,
+                "two hosts of one site rotated at once under max_parallel_per_site=1: {running:?}"
+            );
+        }
+    }
+    assert!(
+        polls.iter().any(|running| {
+            running.iter().any(|host| host.starts_with("pa-"))
+                && running.iter().any(|host| host.starts_with("pb-"))
+        }),
+        "hosts of the two sites never rotated side by side: {polls:?}"
+    );
+    for (_, host) in &hosts {
+        let (password, version) = creds(&rotor, host.name(), "app1")?;
+        assert_eq!(version, 2, "{}", host.name());
+        assert_password(host, "app1", &password);
+        assert_not_password(host, "app1", &initial_password(host.name(), "app1"));
+        assert_password(host, "app2", &initial_password(host.name(), "app2"));
     }
     Ok(())
 }
