@@ -1,8 +1,11 @@
-//! `rotor-bench-api creds-reads [-seconds N] [-connections N]`: the controller's read path
-//! under load (issue 7, benchmark 3). Starts a `rotor server -dev` (the release build when
-//! there is one), creates one host with 100 accounts (no agent needed: `creds` is answered
-//! from the store), then reads `os/hosts/bench/accounts/*/creds` over HTTPS with keep-alive
-//! from N concurrent connections for N seconds, without and then with a file audit device.
+//! `rotor-bench-api creds-reads [-seconds N] [-connections N] [-runs N] [-http 1|2]`: the
+//! controller's read path under load (issue 7, benchmark 3). Starts a `rotor server -dev`
+//! (the release build when there is one), creates one host with 100 accounts (no agent
+//! needed: `creds` is answered from the store), then reads `os/hosts/bench/accounts/*/creds`
+//! over HTTPS with keep-alive from N concurrent connections for N seconds, `-runs` times
+//! without and then as often with a file audit device. HTTP/1.1 by default (N connections,
+//! as curl and hvac's `requests` speak); `-http=2` multiplexes the N clients' requests over
+//! one HTTP/2 connection instead.
 //! Prints reads per second and latency percentiles, and writes them with the machine's
 //! description into `docs/benchmarks.md` (its own section; other sections are kept).
 //!
@@ -145,12 +148,15 @@ fn start_server(binary: &Path) -> Result<Server> {
 }
 
 fn client(server: &Server) -> Result<reqwest::Client> {
+    Ok(client_builder(server)?.build()?)
+}
+
+fn client_builder(server: &Server) -> Result<reqwest::ClientBuilder> {
     let pem = std::fs::read(&server.ca_file)?;
     Ok(reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(&pem)?])
         .pool_max_idle_per_host(256)
-        .timeout(Duration::from_secs(10))
-        .build()?)
+        .timeout(Duration::from_secs(10)))
 }
 
 async fn call(
@@ -306,6 +312,11 @@ fn flag(args: &[String], name: &str, default: u64) -> Result<u64> {
 fn creds_reads(args: &[String]) -> Result<()> {
     let seconds = flag(args, "seconds", 10)?;
     let connections = flag(args, "connections", 32)? as usize;
+    let runs = flag(args, "runs", 3)?.max(1);
+    let http_version = flag(args, "http", 1)?;
+    if !matches!(http_version, 1 | 2) {
+        bail!("-http: {http_version} is not 1 or 2");
+    }
     let (binary, profile) = rotor_binary()?;
     let server = Arc::new(start_server(&binary)?);
     let pid = server.child.id();
@@ -314,17 +325,27 @@ fn creds_reads(args: &[String]) -> Result<()> {
         .build()?;
     let audit_file = tempfile::NamedTempFile::new()?;
     let (plain, audited) = runtime.block_on(async {
-        let http = client(&server)?;
+        let builder = client_builder(&server)?;
+        let http = if http_version == 1 {
+            builder.http1_only().build()?
+        } else {
+            builder.build()?
+        };
         setup(&http, &server).await?;
         // Warm the connections and caches.
         load(&http, server.clone(), connections, Duration::from_secs(2)).await;
-        let plain = load(
-            &http,
-            server.clone(),
-            connections,
-            Duration::from_secs(seconds),
-        )
-        .await;
+        let mut plain = Vec::new();
+        for _ in 0..runs {
+            plain.push(
+                load(
+                    &http,
+                    server.clone(),
+                    connections,
+                    Duration::from_secs(seconds),
+                )
+                .await,
+            );
+        }
         call(
             &http,
             &server,
@@ -333,19 +354,25 @@ fn creds_reads(args: &[String]) -> Result<()> {
             Some(json!({"type": "file", "options": {"file_path": audit_file.path()}})),
         )
         .await?;
-        let audited = load(
-            &http,
-            server.clone(),
-            connections,
-            Duration::from_secs(seconds),
-        )
-        .await;
+        let mut audited = Vec::new();
+        for _ in 0..runs {
+            audited.push(
+                load(
+                    &http,
+                    server.clone(),
+                    connections,
+                    Duration::from_secs(seconds),
+                )
+                .await,
+            );
+        }
         anyhow::Ok((plain, audited))
     })?;
     let peak_rss = rss::status_kib(pid, "VmHWM").unwrap_or(0);
     let audit_lines = std::fs::read_to_string(audit_file.path())
         .map(|text| text.lines().count())
         .unwrap_or(0);
+    let audited_reads: usize = audited.iter().map(|run| run.reads).sum();
     let row = |name: &str, run: &Run| {
         format!(
             "| {name} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} |",
@@ -357,17 +384,44 @@ fn creds_reads(args: &[String]) -> Result<()> {
             run.errors
         )
     };
+    let mut rows = Vec::new();
+    for (name, set) in [("no audit device", &plain), ("file audit device", &audited)] {
+        for (index, run) in set.iter().enumerate() {
+            rows.push(row(&format!("{name}, run {}", index + 1), run));
+        }
+    }
+    let median = |set: &[Run]| {
+        let mut rates: Vec<f64> = set.iter().map(Run::per_second).collect();
+        rates.sort_by(f64::total_cmp);
+        rates[rates.len() / 2]
+    };
+    let worst_p99 = |set: &[Run]| {
+        set.iter()
+            .map(|run| run.percentile_ms(99.0))
+            .fold(0.0, f64::max)
+    };
+    let protocol = if http_version == 1 {
+        format!("HTTP/1.1, {connections} keep-alive connections")
+    } else {
+        format!("HTTP/2, {connections} concurrent streams on one connection")
+    };
     let body = format!(
         "## Credential reads (`creds` over HTTPS, keep-alive)\n\n\
-         Command: `cargo build --release -p rotor-controller && cargo run --release -p rotor-tests --bin rotor-bench-api -- creds-reads -seconds={seconds} -connections={connections}`\n\n\
+         Command: `cargo build --release -p rotor-controller && cargo run --release -p rotor-tests --bin rotor-bench-api -- creds-reads -seconds={seconds} -connections={connections} -runs={runs} -http={http_version}`\n\n\
          Machine: {}. Server: `rotor server -dev` ({profile} build), one host with {ACCOUNTS} accounts; \
-         the load generator (reqwest, {connections} connections, same machine, sharing its 2 cores) reads them round-robin for {seconds} s after a 2 s warm-up.\n\n\
-         | run | reads | reads/s | p50 ms | p99 ms | p99.9 ms | errors |\n|---|---|---|---|---|---|---|\n{}\n{}\n\n\
-         The audit run wrote {audit_lines} audit lines (a request and a response line per read). Controller peak RSS: {:.1} MiB. \
+         the load generator (reqwest, {protocol}, same machine, sharing its 2 cores) reads them round-robin, \
+         {runs} runs of {seconds} s without and then with a file audit device, after a 2 s warm-up.\n\n\
+         | run | reads | reads/s | p50 ms | p99 ms | p99.9 ms | errors |\n|---|---|---|---|---|---|---|\n{}\n\n\
+         Median reads/s: {:.0} without an audit device, {:.0} with one (worst p99 {:.2} ms and {:.2} ms). \
+         The audit runs wrote {audit_lines} audit lines for {audited_reads} reads (a request and a response line per read). \
+         Controller peak RSS: {:.1} MiB. \
          Target (issue 7): ≥ 25,000 reads/s with p99 < 5 ms on this machine, load generator included.\n",
         machine(),
-        row("no audit device", &plain),
-        row("file audit device", &audited),
+        rows.join("\n"),
+        median(&plain),
+        median(&audited),
+        worst_p99(&plain),
+        worst_p99(&audited),
         peak_rss as f64 / 1024.0,
     );
     println!("{body}");
