@@ -3,7 +3,8 @@
 //!
 //! Owns reading what PAM hands over (the OTP on stdin without NUL or newline, `PAM_USER`,
 //! `PAM_RHOST`, `SSH_CONNECTION`), refusing locally what must never reach the controller
-//! (sshd's decoy password for invalid users, invalid names, locked or expired accounts), and
+//! (anything not shaped like an OTP, so the account's own password never leaves the host;
+//! sshd's decoy password for invalid users; invalid names; locked or expired accounts), and
 //! one bounded round trip per controller address over the agent's own mutual-TLS identity.
 //! Fails closed: any error, timeout or refusal is exit 1. The OTP never appears in a log,
 //! an argument or an error. Must not run jobs.
@@ -211,6 +212,11 @@ pub async fn verify(dir: &Path, shadow_path: &Path) -> Verdict {
     };
     if otp_text.is_empty() {
         return Verdict::Refused("empty token".into());
+    }
+    if !rotor_common::otp::otp_shaped(&otp_text) {
+        // Most likely the account's own password, for pam_unix next in the stack: it is
+        // not an OTP, and it must not travel to the controller.
+        return Verdict::Refused("not shaped like an OTP (left to the next PAM module)".into());
     }
     match std::fs::read_to_string(shadow_path) {
         Ok(shadow) => {

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod ids;
+pub mod otp;
 pub mod pki;
 pub mod secret;
 pub mod tls;

@@ -134,14 +134,29 @@ fn one_time_passwords_through_the_agent_helper() -> Result<()> {
         not_allowed.stderr
     );
 
-    // The static password still works: the stack is `sufficient`.
+    // The static password still works: the stack is `sufficient`. The helper refuses it
+    // locally (it is not shaped like an OTP): the password never travels to the controller,
+    // which logs every OTP check it answers.
+    let checks_before = rotor.controller_logs()?.matches("OTP verification").count();
     assert_password(&host, "app1", "App1-static-1");
+    let checks_after = rotor.controller_logs()?.matches("OTP verification").count();
+    assert_eq!(
+        checks_after, checks_before,
+        "a password login through the helper reached the controller"
+    );
 
     // A fresh OTP logs in once; the same OTP again is refused.
     let (first, _) = otp(&rotor, "hosts", &ip, "app1")?;
     host.login("app1", &first)
         .map_err(|error| anyhow::anyhow!("a fresh OTP must log in: {error}"))?;
     refused(&host, "app1", &first, "the same OTP a second time");
+    // The control for the check above: OTPs do reach the controller, which logs each.
+    let otp_checks = rotor.controller_logs()?.matches("OTP verification").count();
+    assert!(
+        otp_checks >= checks_after + 2,
+        "two OTP logins left {} OTP verification lines (was {checks_after})",
+        otp_checks
+    );
 
     // The address is now bound to this host's agent.
     let binding = rotor.cli_json(&["read", &format!("ssh/config/otp_bindings/{ip}")])?;

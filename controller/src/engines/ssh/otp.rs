@@ -631,6 +631,11 @@ mod tests {
         let b = fresh_otp();
         assert_ne!(a, b);
         assert_eq!(a.len(), 36);
+        // The agent's helper forwards only this shape: every OTP issued must have it.
+        for _ in 0..1000 {
+            let otp = fresh_otp();
+            assert!(rotor_common::otp::otp_shaped(&otp), "{otp}");
+        }
         assert_ne!(otp_key(&a), a);
         assert_eq!(otp_key(&a).len(), 64);
     }
