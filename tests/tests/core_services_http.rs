@@ -378,6 +378,9 @@ fn audit_fails_closed_and_performs_nothing() -> Result<()> {
     let moved = controller.dir.path().join("logs.moved");
     std::fs::rename(&logs, &moved)?;
     std::fs::write(&logs, b"not a directory")?;
+    // The device compares its path with the open file at most every 100 ms (a line written
+    // before it notices lands in the moved file, still recorded); give it that long.
+    std::thread::sleep(std::time::Duration::from_millis(250));
 
     let attempts: [(&str, &str, Option<Value>); 4] = [
         (
@@ -450,6 +453,9 @@ fn audit_fails_closed_and_performs_nothing() -> Result<()> {
     )?;
     std::fs::rename(&logs, &moved)?;
     std::fs::write(&logs, b"not a directory")?;
+    // The device compares its path with the open file at most every 100 ms (a line written
+    // before it notices lands in the moved file, still recorded); give it that long.
+    std::thread::sleep(std::time::Duration::from_millis(250));
     ok(
         &controller,
         "PUT",
