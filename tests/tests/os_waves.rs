@@ -23,6 +23,14 @@ const OUTSIDER: &str = "edge-1";
 /// The canary's chpasswd: sleeps first, so the run is observably in its canary wave.
 const SLOW_CHPASSWD: &str = "/usr/local/sbin/slow-chpasswd";
 
+/// The id a started run answers.
+fn run_id(started: &Value) -> Result<String> {
+    Ok(started["data"]["id"]
+        .as_str()
+        .with_context(|| format!("a started run answers its id: {started}"))?
+        .to_string())
+}
+
 fn initial_password(host: &str, account: &str) -> String {
     format!("{account}-{host}-Initial-1")
 }
@@ -279,10 +287,7 @@ fn waves_plan_canary_first_stop_on_failures_and_watch() -> Result<()> {
         "failure_threshold=1",
         "dry_run=false",
     ])?;
-    let id = started["data"]["id"]
-        .as_str()
-        .context("a run answers its id")?
-        .to_string();
+    let id = run_id(&started)?;
     assert_eq!(started["data"]["state"], "running", "{started}");
     let run_path = format!("os/rotations/{id}");
 
@@ -405,10 +410,7 @@ fn waves_plan_canary_first_stop_on_failures_and_watch() -> Result<()> {
         "wave_size=3",
         "dry_run=false",
     ])?;
-    let id = started["data"]["id"]
-        .as_str()
-        .context("run id")?
-        .to_string();
+    let id = run_id(&started)?;
     let watched = rotor
         .controller()
         .cli_output(&["rotation", "watch", "-interval=200ms", &id])?;
@@ -453,10 +455,7 @@ fn waves_plan_canary_first_stop_on_failures_and_watch() -> Result<()> {
         "account=app1",
         "dry_run=false",
     ])?;
-    let id = started["data"]["id"]
-        .as_str()
-        .context("run id")?
-        .to_string();
+    let id = run_id(&started)?;
     let run_path = format!("os/rotations/{id}");
     wait_until(
         "the canary wave-1 to be rotating",
@@ -539,10 +538,7 @@ fn per_site_caps_bound_each_site_while_sites_rotate_side_by_side() -> Result<()>
         "max_parallel_per_site=1",
         "dry_run=false",
     ])?;
-    let id = started["data"]["id"]
-        .as_str()
-        .context("a run answers its id")?
-        .to_string();
+    let id = run_id(&started)?;
     let run_path = format!("os/rotations/{id}");
 
     // Poll until the run ends, noting which hosts each poll saw rotating.

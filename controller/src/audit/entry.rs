@@ -84,33 +84,45 @@ impl Serialize for Redacted<'_> {
                 }
                 seq.end()
             }
-            Value::Object(map) => RedactedMap {
-                map,
-                hash: self.hash,
-            }
-            .serialize(serializer),
+            Value::Object(map) => RedactedMap::all(map, self.hash).serialize(serializer),
             other => other.serialize(serializer),
         }
     }
 }
 
-/// Serialises a map with every string value (at any depth) replaced by its HMAC; keys stay.
+/// Serialises a map with every string value (at any depth) replaced by its HMAC, except the
+/// values of the keys in `in_clear`; keys stay.
 struct RedactedMap<'a> {
     map: &'a Map<String, Value>,
     hash: Hash<'a>,
+    in_clear: &'static [&'static str],
+}
+
+impl<'a> RedactedMap<'a> {
+    fn all(map: &'a Map<String, Value>, hash: Hash<'a>) -> Self {
+        Self {
+            map,
+            hash,
+            in_clear: &[],
+        }
+    }
 }
 
 impl Serialize for RedactedMap<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut out = serializer.serialize_map(Some(self.map.len()))?;
         for (key, value) in self.map {
-            out.serialize_entry(
-                key,
-                &Redacted {
-                    value,
-                    hash: self.hash,
-                },
-            )?;
+            if self.in_clear.contains(&key.as_str()) {
+                out.serialize_entry(key, value)?;
+            } else {
+                out.serialize_entry(
+                    key,
+                    &Redacted {
+                        value,
+                        hash: self.hash,
+                    },
+                )?;
+            }
         }
         out.end()
     }
@@ -137,28 +149,19 @@ const AUTH_IN_CLEAR: &[&str] = &[
 
 impl Serialize for ResponseAuth<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let Value::Object(fields) = self.value else {
-            return Redacted {
-                value: self.value,
+        match self.value {
+            Value::Object(map) => RedactedMap {
+                map,
+                hash: self.hash,
+                in_clear: AUTH_IN_CLEAR,
+            }
+            .serialize(serializer),
+            value => Redacted {
+                value,
                 hash: self.hash,
             }
-            .serialize(serializer);
-        };
-        let mut out = serializer.serialize_map(Some(fields.len()))?;
-        for (key, value) in fields {
-            if AUTH_IN_CLEAR.contains(&key.as_str()) {
-                out.serialize_entry(key, value)?;
-            } else {
-                out.serialize_entry(
-                    key,
-                    &Redacted {
-                        value,
-                        hash: self.hash,
-                    },
-                )?;
-            }
+            .serialize(serializer),
         }
-        out.end()
     }
 }
 
@@ -277,10 +280,7 @@ pub fn fragments(request: &AuditRequest, hash: Hash<'_>) -> Fragments {
         client_token_accessor: &accessor,
         namespace: Namespace { id: "root" },
         path: &request.path,
-        data: (!request.data.is_empty()).then_some(RedactedMap {
-            map: &request.data,
-            hash,
-        }),
+        data: (!request.data.is_empty()).then(|| RedactedMap::all(&request.data, hash)),
         remote_address: request.remote_address.as_deref(),
     });
     Fragments { auth, request }
@@ -335,7 +335,7 @@ pub fn response_line(
     now: std::time::SystemTime,
 ) -> String {
     let data = match (response.data, &response.raw) {
-        (Some(map), _) => Some(ResponseData::Map(RedactedMap { map, hash })),
+        (Some(map), _) => Some(ResponseData::Map(RedactedMap::all(map, hash))),
         (None, Some(value)) => Some(ResponseData::Raw(Redacted { value, hash })),
         (None, None) => None,
     };

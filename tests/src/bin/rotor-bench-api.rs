@@ -334,18 +334,21 @@ fn creds_reads(args: &[String]) -> Result<()> {
         setup(&http, &server).await?;
         // Warm the connections and caches.
         load(&http, server.clone(), connections, Duration::from_secs(2)).await;
-        let mut plain = Vec::new();
-        for _ in 0..runs {
-            plain.push(
-                load(
+        let runs_of_load = async || {
+            let mut done = Vec::new();
+            for _ in 0..runs {
+                let run = load(
                     &http,
                     server.clone(),
                     connections,
                     Duration::from_secs(seconds),
                 )
-                .await,
-            );
-        }
+                .await;
+                done.push(run);
+            }
+            done
+        };
+        let plain = runs_of_load().await;
         call(
             &http,
             &server,
@@ -354,18 +357,7 @@ fn creds_reads(args: &[String]) -> Result<()> {
             Some(json!({"type": "file", "options": {"file_path": audit_file.path()}})),
         )
         .await?;
-        let mut audited = Vec::new();
-        for _ in 0..runs {
-            audited.push(
-                load(
-                    &http,
-                    server.clone(),
-                    connections,
-                    Duration::from_secs(seconds),
-                )
-                .await,
-            );
-        }
+        let audited = runs_of_load().await;
         anyhow::Ok((plain, audited))
     })?;
     let peak_rss = rss::status_kib(pid, "VmHWM").unwrap_or(0);
