@@ -32,7 +32,13 @@ pub use version::{
 };
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+///
+/// - 1: the first.
+/// - 2: agents send `AgentMessage::Metrics` (variant 5) after heartbeats. A version-1
+///   controller refuses a version-2 agent with "upgrade the controller" instead of dropping
+///   its link at the first Metrics frame; version-1 agents, which never send it, are still
+///   accepted.
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The QUIC/TLS application protocol name; both sides refuse a handshake without it.
 pub const ALPN: &[u8] = b"rotor/1";

@@ -446,7 +446,7 @@ fn future_hello_is_identified_and_refused_clearly() {
     match decode_agent_first_frame(&payload) {
         Err(FirstFrameError::IncompatibleVersion { peer: 99, message }) => assert_eq!(
             message,
-            "agent speaks rotor protocol 99, this controller speaks 1: upgrade the controller or install a matching agent"
+            "agent speaks rotor protocol 99, this controller speaks 2: upgrade the controller or install a matching agent"
         ),
         other => panic!("expected IncompatibleVersion, got {other:?}"),
     }
@@ -506,12 +506,14 @@ fn first_frame_acceptance() {
 #[test]
 fn compatibility_messages() {
     assert_eq!(check_compatible(PROTOCOL_VERSION), Ok(()));
+    // Version-1 agents (no Metrics) are still served.
+    assert_eq!(check_compatible(1), Ok(()));
     let too_old = check_compatible(0).expect_err("version 0");
     assert!(too_old.contains("upgrade the agent"), "{too_old}");
-    let too_new = check_compatible(2).expect_err("version 2");
+    let too_new = check_compatible(3).expect_err("version 3");
     assert_eq!(
         too_new,
-        "agent speaks rotor protocol 2, this controller speaks 1: upgrade the controller or install a matching agent"
+        "agent speaks rotor protocol 3, this controller speaks 2: upgrade the controller or install a matching agent"
     );
 }
 
