@@ -219,8 +219,13 @@ impl Run {
         self.reads as f64 / self.elapsed.as_secs_f64()
     }
     fn percentile_ms(&self, p: f64) -> f64 {
-        percentile(&self.latencies_us, p) as f64 / 1000.0
+        ms(&self.latencies_us, p)
     }
+}
+
+/// The `p`-th percentile of sorted microseconds, in milliseconds.
+fn ms(sorted_us: &[u32], p: f64) -> f64 {
+    percentile(sorted_us, p) as f64 / 1000.0
 }
 
 /// The `p`-th percentile (0-100) of sorted `values`, nearest rank.
@@ -607,7 +612,7 @@ fn controller_scale(args: &[String]) -> Result<()> {
         .build()?;
     let agent_dirs = tempfile::tempdir()?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let report = runtime.block_on(async {
+    let (enroll_time, report) = runtime.block_on(async {
         let http = client(&server)?;
         // Enroll the simulated agents (the real enrollment, 25 at a time).
         let enroll_started = Instant::now();
@@ -681,10 +686,7 @@ fn controller_scale(args: &[String]) -> Result<()> {
             );
             let scheduled = scheduled_phase(&http, &server, due_count, due_at).await?;
             let _ = stop.send(true);
-            return anyhow::Ok(Phase::Scheduled {
-                enroll_time,
-                scheduled,
-            });
+            return anyhow::Ok((enroll_time, Phase::Scheduled(scheduled)));
         }
         println!("{agents} agents enrolled and connected; rotating {hosts} hosts…");
         // The API's latency while idle, then while the fleet rotates: one read at a time,
@@ -732,32 +734,30 @@ fn controller_scale(args: &[String]) -> Result<()> {
         latencies.sort_unstable();
         let busy = busy_probe.finish().await?;
         let _ = stop.send(true);
-        anyhow::Ok(Phase::Api {
+        anyhow::Ok((
             enroll_time,
-            elapsed,
-            committed,
-            latencies,
-            idle,
-            busy,
-        })
+            Phase::Api(ApiRun {
+                elapsed,
+                committed,
+                latencies,
+                idle,
+                busy,
+            }),
+        ))
     })?;
     let peak_rss = rss::status_kib(pid, "VmHWM").unwrap_or(0);
     let redb_size = std::fs::metadata(dir.path().join("rotor.redb"))
         .map(|m| m.len())
         .unwrap_or(0);
-    let (enroll_time, elapsed, committed, latencies, idle, busy) = match report {
-        Phase::Api {
-            enroll_time,
-            elapsed,
-            committed,
-            latencies,
-            idle,
-            busy,
-        } => (enroll_time, elapsed, committed, latencies, idle, busy),
-        Phase::Scheduled {
-            enroll_time,
-            scheduled,
-        } => {
+    let ApiRun {
+        elapsed,
+        committed,
+        latencies,
+        idle,
+        busy,
+    } = match report {
+        Phase::Api(run) => run,
+        Phase::Scheduled(scheduled) => {
             let body = format!(
                 "## Controller at scale: {due_count} rotations due at once (the scheduler)\n\n\
                  Command: `rotor-bench-api controller-scale -agents={agents} -hosts={hosts} -accounts={per_host} -due={due_count}`\n\n\
@@ -778,11 +778,11 @@ fn controller_scale(args: &[String]) -> Result<()> {
                 scheduled.committed,
                 scheduled.elapsed.as_secs_f64(),
                 scheduled.idle.len(),
-                percentile(&scheduled.idle, 50.0) as f64 / 1000.0,
-                percentile(&scheduled.idle, 99.0) as f64 / 1000.0,
+                ms(&scheduled.idle, 50.0),
+                ms(&scheduled.idle, 99.0),
                 scheduled.busy.len(),
-                percentile(&scheduled.busy, 50.0) as f64 / 1000.0,
-                percentile(&scheduled.busy, 99.0) as f64 / 1000.0,
+                ms(&scheduled.busy, 50.0),
+                ms(&scheduled.busy, 99.0),
                 peak_rss as f64 / 1024.0,
             );
             println!("{body}");
@@ -815,14 +815,14 @@ fn controller_scale(args: &[String]) -> Result<()> {
         enroll_time.as_secs_f64(),
         elapsed.as_secs_f64(),
         committed as f64 / elapsed.as_secs_f64(),
-        percentile(&latencies, 50.0) as f64 / 1000.0,
-        percentile(&latencies, 99.0) as f64 / 1000.0,
+        ms(&latencies, 50.0),
+        ms(&latencies, 99.0),
         idle.len(),
-        percentile(&idle, 50.0) as f64 / 1000.0,
-        percentile(&idle, 99.0) as f64 / 1000.0,
+        ms(&idle, 50.0),
+        ms(&idle, 99.0),
         busy.len(),
-        percentile(&busy, 50.0) as f64 / 1000.0,
-        percentile(&busy, 99.0) as f64 / 1000.0,
+        ms(&busy, 50.0),
+        ms(&busy, 99.0),
         peak_rss as f64 / 1024.0,
         redb_size as f64 / 1048576.0,
     );
@@ -836,18 +836,18 @@ fn controller_scale(args: &[String]) -> Result<()> {
 /// What a controller-scale run measured: rotations asked through the API, or left to the
 /// scheduler.
 enum Phase {
-    Api {
-        enroll_time: Duration,
-        elapsed: Duration,
-        committed: usize,
-        latencies: Vec<u32>,
-        idle: Vec<u32>,
-        busy: Vec<u32>,
-    },
-    Scheduled {
-        enroll_time: Duration,
-        scheduled: Scheduled,
-    },
+    Api(ApiRun),
+    Scheduled(Scheduled),
+}
+
+/// Every host rotated through the API: how long, how many committed, the host rotations'
+/// latencies and the API's read latencies idle and while rotating (µs, sorted).
+struct ApiRun {
+    elapsed: Duration,
+    committed: usize,
+    latencies: Vec<u32>,
+    idle: Vec<u32>,
+    busy: Vec<u32>,
 }
 
 struct Scheduled {
