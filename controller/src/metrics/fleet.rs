@@ -16,8 +16,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::dispatch::{Dispatcher, registry};
-use crate::engines::os::model::{AccountRecord, AccountStatus};
-use crate::store::{Store, StoreError, Table};
+use crate::engines::os::model::{self, AccountStatus};
+use crate::store::{Store, StoreError};
 
 /// Agents and work of one site.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -71,7 +71,7 @@ static LAST_COUNT: Mutex<Option<Counted>> = Mutex::new(None);
 
 /// Whether counts of `age` from a scan that took `scan_took` may be served again.
 fn still_fresh(age: Duration, scan_took: Duration) -> bool {
-    age < scan_took.saturating_mul(10)
+    age < crate::store::rest_after_scan(scan_took)
 }
 
 /// Counts accounts by status: streams every OS account (one decoded at a time), unless the
@@ -87,15 +87,12 @@ fn account_counts(store: &Store) -> Result<[u64; 4], StoreError> {
     }
     let started = Instant::now();
     let mut counts = [0u64; 4];
-    crate::store::off_worker(|| {
-        store.read(|tx| {
-            tx.for_each::<AccountRecord>(Table::Accounts, "", |_, account| {
-                if let Some(index) = STATUSES.iter().position(|status| *status == account.status) {
-                    counts[index] += 1;
-                }
-                Ok(())
-            })
-        })
+    // Every OS mount's accounts: the table's keys start with the mount path.
+    model::for_each_account(store, "", |account| {
+        if let Some(index) = STATUSES.iter().position(|status| *status == account.status) {
+            counts[index] += 1;
+        }
+        Ok(())
     })?;
     if let Ok(mut last) = LAST_COUNT.lock() {
         *last = Some(Counted {

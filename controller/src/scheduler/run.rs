@@ -45,7 +45,7 @@ pub async fn run(engine: OsEngine, store: Arc<Store>, tick: Duration) {
 /// least ten times the scan, so scanning a very large fleet uses at most a tenth of a core.
 /// (Waiting for rotation permits is not scanning and does not count.)
 pub fn pace(tick: Duration, took: Duration) -> Duration {
-    tick.max(took.saturating_mul(10))
+    tick.max(crate::store::rest_after_scan(took))
 }
 
 async fn pass(

@@ -81,6 +81,13 @@ pub fn off_worker<T>(work: impl FnOnce() -> T) -> T {
     }
 }
 
+/// How long a full scan of a large table that took `took` must wait before it runs again:
+/// ten times as long, so repeating it costs at most a tenth of a core (the scheduler rests
+/// this long between passes; metrics reuse a count this long).
+pub fn rest_after_scan(took: std::time::Duration) -> std::time::Duration {
+    took.saturating_mul(10)
+}
+
 /// Owns the redb database and the seal key.
 pub struct Store {
     database: Database,
