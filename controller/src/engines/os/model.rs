@@ -293,16 +293,13 @@ pub fn current_version(
     mount: &str,
     account: &AccountRecord,
 ) -> StoreResult<(VersionRecord, Password)> {
-    let key = version_key(mount, &account.host, &account.name, account.current_version);
-    let Some(record) = store.get::<VersionRecord>(Table::Versions, &key)? else {
-        return Err(StoreError::Corrupt {
+    read_version(store, mount, account, account.current_version)?.ok_or_else(|| {
+        StoreError::Corrupt {
             table: "versions",
-            key,
+            key: version_key(mount, &account.host, &account.name, account.current_version),
             detail: "the current version is missing".into(),
-        });
-    };
-    let password = open_password(store, &version_location(&key), &record.password_sealed)?;
-    Ok((record, password))
+        }
+    })
 }
 
 pub fn version_password(
@@ -311,11 +308,22 @@ pub fn version_password(
     account: &AccountRecord,
     version: u64,
 ) -> StoreResult<Option<Password>> {
-    let key = version_key(mount, &account.host, &account.name, version);
+    Ok(read_version(store, mount, account, version)?.map(|(_, password)| password))
+}
+
+/// Version `number` of the account and its password, if it is kept.
+fn read_version(
+    store: &Store,
+    mount: &str,
+    account: &AccountRecord,
+    number: u64,
+) -> StoreResult<Option<(VersionRecord, Password)>> {
+    let key = version_key(mount, &account.host, &account.name, number);
     let Some(record) = store.get::<VersionRecord>(Table::Versions, &key)? else {
         return Ok(None);
     };
-    open_password(store, &version_location(&key), &record.password_sealed).map(Some)
+    let password = open_password(store, &version_location(&key), &record.password_sealed)?;
+    Ok(Some((record, password)))
 }
 
 fn open_password(store: &Store, location: &str, sealed_b64: &str) -> StoreResult<Password> {
