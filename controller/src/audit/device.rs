@@ -11,7 +11,7 @@
 
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -62,6 +62,26 @@ struct OpenFile {
     identity: (u64, u64),
     /// When the path was last found to name this inode.
     path_checked: Instant,
+}
+
+impl OpenFile {
+    /// Whether this file may take the next line for `path`: not deleted (checked every
+    /// time), and named by `path` (checked every [`PATH_CHECK_EVERY`]).
+    fn still_at(&mut self, path: &Path, now: Instant) -> bool {
+        let deleted = self
+            .file
+            .metadata()
+            .is_ok_and(|metadata| metadata.nlink() == 0);
+        if !deleted && now.duration_since(self.path_checked) < PATH_CHECK_EVERY {
+            return true;
+        }
+        let named = std::fs::metadata(path)
+            .is_ok_and(|metadata| (metadata.dev(), metadata.ino()) == self.identity);
+        if named {
+            self.path_checked = now;
+        }
+        named
+    }
 }
 
 impl std::fmt::Debug for Device {
@@ -137,26 +157,9 @@ impl Device {
                 // the path must still name it; otherwise (deleted, moved, replaced) open the
                 // path anew, which also surfaces a path that became unwritable.
                 let now = Instant::now();
-                let still_ours = match open_file.as_mut() {
-                    None => false,
-                    Some(open) => {
-                        let deleted = open
-                            .file
-                            .metadata()
-                            .is_ok_and(|metadata| metadata.nlink() == 0);
-                        if !deleted && now.duration_since(open.path_checked) < PATH_CHECK_EVERY {
-                            true
-                        } else {
-                            let named = std::fs::metadata(path).is_ok_and(|metadata| {
-                                (metadata.dev(), metadata.ino()) == open.identity
-                            });
-                            if named {
-                                open.path_checked = now;
-                            }
-                            named
-                        }
-                    }
-                };
+                let still_ours = open_file
+                    .as_mut()
+                    .is_some_and(|open| open.still_at(path, now));
                 if !still_ours {
                     *open_file = None;
                     let file = self.open(path)?;

@@ -128,12 +128,6 @@ impl Serialize for RedactedMap<'_> {
     }
 }
 
-/// A response's `auth`: the fields that are not secret in clear, everything else hashed.
-struct ResponseAuth<'a> {
-    value: &'a Value,
-    hash: Hash<'a>,
-}
-
 /// Response `auth` fields written in clear (everything else is hashed).
 const AUTH_IN_CLEAR: &[&str] = &[
     "policies",
@@ -146,24 +140,6 @@ const AUTH_IN_CLEAR: &[&str] = &[
     "num_uses",
     "entity_id",
 ];
-
-impl Serialize for ResponseAuth<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self.value {
-            Value::Object(map) => RedactedMap {
-                map,
-                hash: self.hash,
-                in_clear: AUTH_IN_CLEAR,
-            }
-            .serialize(serializer),
-            value => Redacted {
-                value,
-                hash: self.hash,
-            }
-            .serialize(serializer),
-        }
-    }
-}
 
 #[derive(Serialize)]
 struct AuthEntry<'a> {
@@ -202,17 +178,32 @@ struct Secret<'a> {
     lease_id: &'a str,
 }
 
-/// A response's data: an API response's `data` map, or a raw body.
-enum ResponseData<'a> {
+/// A part of a response as written: a map (some keys maybe in clear) or any other value,
+/// redacted.
+enum ResponsePart<'a> {
     Map(RedactedMap<'a>),
     Raw(Redacted<'a>),
 }
 
-impl Serialize for ResponseData<'_> {
+impl<'a> ResponsePart<'a> {
+    /// The response's `auth`: an object's fields in [`AUTH_IN_CLEAR`] shown, the rest hashed.
+    fn auth(value: &'a Value, hash: Hash<'a>) -> Self {
+        match value {
+            Value::Object(map) => ResponsePart::Map(RedactedMap {
+                map,
+                hash,
+                in_clear: AUTH_IN_CLEAR,
+            }),
+            value => ResponsePart::Raw(Redacted { value, hash }),
+        }
+    }
+}
+
+impl Serialize for ResponsePart<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
-            ResponseData::Map(map) => map.serialize(serializer),
-            ResponseData::Raw(raw) => raw.serialize(serializer),
+            ResponsePart::Map(map) => map.serialize(serializer),
+            ResponsePart::Raw(raw) => raw.serialize(serializer),
         }
     }
 }
@@ -220,9 +211,9 @@ impl Serialize for ResponseData<'_> {
 #[derive(Serialize)]
 struct ResponseEntry<'a> {
     mount_type: &'a str,
-    auth: Option<ResponseAuth<'a>>,
+    auth: Option<ResponsePart<'a>>,
     secret: Option<Secret<'a>>,
-    data: Option<ResponseData<'a>>,
+    data: Option<ResponsePart<'a>>,
     lease_duration: u64,
     renewable: bool,
     warnings: &'a [String],
@@ -243,35 +234,33 @@ fn to_json<T: Serialize>(value: &T) -> String {
 
 /// Renders `request`'s `auth` and `request` objects with `hash`.
 pub fn fragments(request: &AuditRequest, hash: Hash<'_>) -> Fragments {
-    let (client_token, accessor) = match &request.auth {
-        Some(auth) => (hash(&auth.client_token), hash(&auth.accessor)),
-        None => (String::new(), String::new()),
-    };
-    let auth = match &request.auth {
-        None => "null".to_string(),
-        Some(auth) => {
-            let metadata: BTreeMap<&str, String> = auth
-                .metadata
-                .iter()
-                .map(|(key, value)| (key.as_str(), hash(value)))
-                .collect();
-            to_json(&AuthEntry {
-                client_token: &client_token,
-                accessor: &accessor,
-                display_name: &auth.display_name,
-                policies: &auth.policies,
-                token_policies: &auth.policies,
-                metadata: (!metadata.is_empty()).then_some(metadata),
-                entity_id: "",
-                token_type: "service",
-                token_ttl: auth.token_ttl_secs,
-                token_issue_time: humantime::format_rfc3339_seconds(
-                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(auth.token_issue_unix),
-                )
-                .to_string(),
-            })
+    let (client_token, accessor) = request
+        .auth
+        .as_ref()
+        .map(|auth| (hash(&auth.client_token), hash(&auth.accessor)))
+        .unwrap_or_default();
+    let auth = to_json(&request.auth.as_ref().map(|auth| {
+        let metadata: BTreeMap<&str, String> = auth
+            .metadata
+            .iter()
+            .map(|(key, value)| (key.as_str(), hash(value)))
+            .collect();
+        AuthEntry {
+            client_token: &client_token,
+            accessor: &accessor,
+            display_name: &auth.display_name,
+            policies: &auth.policies,
+            token_policies: &auth.policies,
+            metadata: (!metadata.is_empty()).then_some(metadata),
+            entity_id: "",
+            token_type: "service",
+            token_ttl: auth.token_ttl_secs,
+            token_issue_time: humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(auth.token_issue_unix),
+            )
+            .to_string(),
         }
-    };
+    }));
     let request = to_json(&RequestEntry {
         id: &request.id,
         operation: request.operation,
@@ -335,11 +324,11 @@ pub fn response_line(
     now: std::time::SystemTime,
 ) -> String {
     let data = match (response.data, &response.raw) {
-        (Some(map), _) => Some(ResponseData::Map(RedactedMap::all(map, hash))),
-        (None, Some(value)) => Some(ResponseData::Raw(Redacted { value, hash })),
+        (Some(map), _) => Some(ResponsePart::Map(RedactedMap::all(map, hash))),
+        (None, Some(value)) => Some(ResponsePart::Raw(Redacted { value, hash })),
         (None, None) => None,
     };
-    let auth = response.auth.map(|value| ResponseAuth { value, hash });
+    let auth = response.auth.map(|value| ResponsePart::auth(value, hash));
     let body = to_json(&ResponseEntry {
         mount_type: &request.mount_type,
         auth,
