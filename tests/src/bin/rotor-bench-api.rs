@@ -300,6 +300,22 @@ async fn load(
     }
 }
 
+/// Newlines in the file at `path`, read in blocks (an audit log of three runs is gigabytes).
+fn count_lines(path: &Path) -> Result<usize> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)
+        .with_context(|| format!("opening the audit file {}", path.display()))?;
+    let mut block = vec![0u8; 1 << 20];
+    let mut lines = 0;
+    loop {
+        let read = file.read(&mut block)?;
+        if read == 0 {
+            return Ok(lines);
+        }
+        lines += block[..read].iter().filter(|byte| **byte == b'\n').count();
+    }
+}
+
 fn flag(args: &[String], name: &str, default: u64) -> Result<u64> {
     let prefix = format!("-{name}=");
     match args.iter().find_map(|arg| {
@@ -366,9 +382,7 @@ fn creds_reads(args: &[String]) -> Result<()> {
         anyhow::Ok((plain, audited))
     })?;
     let peak_rss = rss::status_kib(pid, "VmHWM").unwrap_or(0);
-    let audit_lines = std::fs::read_to_string(audit_file.path())
-        .map(|text| text.lines().count())
-        .unwrap_or(0);
+    let audit_lines = count_lines(audit_file.path())?;
     let audited_reads: usize = audited.iter().map(|run| run.reads).sum();
     let row = |name: &str, run: &Run| {
         format!(
