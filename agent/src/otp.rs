@@ -12,6 +12,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use rotor_common::names::validate_username;
 use rotor_common::pki::CONTROLLER_SERVER_NAME;
 use rotor_common::secret::Password;
 use rotor_common::wire::{self, AgentMessage, ControllerMessage, OtpVerifyRequest};
@@ -64,14 +65,6 @@ pub fn shadow_refusal(shadow: &str, user: &str, today_days: i64) -> Option<Strin
         return Some(format!("account {user} has expired"));
     }
     None
-}
-
-fn valid_username(user: &str) -> bool {
-    let mut chars = user.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
-        && user.len() <= 32
-        && chars
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-'))
 }
 
 /// This host's addresses: the one the client reached first (SSH_CONNECTION's third field),
@@ -187,8 +180,8 @@ fn today_days() -> i64 {
 pub async fn verify(dir: &Path, shadow_path: &Path) -> Verdict {
     let deadline = Instant::now() + TOTAL_TIMEOUT;
     let user = std::env::var("PAM_USER").unwrap_or_default();
-    if !valid_username(&user) {
-        return Verdict::Refused("PAM_USER is missing or not a valid account name".into());
+    if let Err(invalid) = validate_username(&user) {
+        return Verdict::Refused(format!("PAM_USER: {invalid}"));
     }
     let mut raw = Vec::with_capacity(64);
     let read = tokio::time::timeout(

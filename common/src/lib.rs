@@ -1,5 +1,5 @@
-//! Shared between controller and agent: the wire protocol, identifiers, secret types and the
-//! TLS/PKI helpers both sides need.
+//! Shared between controller and agent: the wire protocol, identifiers, the rules for names
+//! and addresses, secret types and the TLS/PKI helpers both sides need.
 //!
 //! Architecture invariant: wire types exist only here; controller and agent never define
 //! their own. This crate does no networking of its own beyond building TLS/QUIC
@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod ids;
+pub mod names;
 pub mod otp;
 pub mod pki;
 pub mod secret;

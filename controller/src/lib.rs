@@ -18,4 +18,6 @@ pub mod pki;
 pub mod scheduler;
 pub mod server;
 pub mod store;
+#[cfg(test)]
+pub mod testing;
 pub mod tokens;

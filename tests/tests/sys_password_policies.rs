@@ -159,7 +159,7 @@ fn policies_are_validated_generate_obeying_passwords_and_gate_the_os_engine() ->
     let host = json!({
         "address": "192.0.2.10",
         "site": "dc1",
-        "ssh_host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPlaceholderPlaceholderPlaceholder",
+        "ssh_host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB5m6X3b1x9Qm9l5jF0yVQ0P0n7p7q8mY0cZ2b7e6a5d",
     });
     let mut with_unknown = host.clone();
     with_unknown["password_policy"] = json!("nope");

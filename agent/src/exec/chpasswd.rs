@@ -5,10 +5,11 @@
 
 use std::collections::BTreeSet;
 
+use rotor_common::names::validate_username;
 use rotor_common::secret::Password;
 use zeroize::Zeroizing;
 
-use crate::exec::target::{check_password_sendable, validate_username};
+use crate::exec::target::check_password_sendable;
 use crate::exec::{BeforeChangeReason, ExecError, UnchangedAccount};
 
 /// Checks every account and password of a batch; nothing may be sent when this fails.

@@ -108,7 +108,7 @@ pub(crate) async fn authenticate(
             other => {
                 let texts: Vec<String> = other
                     .iter()
-                    .map(|prompt| crate::exec::target::shorten_for_display(&prompt.prompt))
+                    .map(|prompt| rotor_common::names::quote_for_message(&prompt.prompt))
                     .collect();
                 return Err(ExecError::before_change(
                     host,

@@ -23,7 +23,7 @@ pub use host_key::HostKeySeen;
 pub use local::change_passwords_locally;
 pub use login::LoginCheck;
 pub use ssh::{DEFAULT_CHPASSWD_COMMAND, HostConnection, PASSWD_COMMAND};
-pub use target::{HostKeyPolicy, HostTarget, InvalidUsername, validate_username};
+pub use target::{HostKeyPolicy, HostTarget};
 
 /// Why a change failed with certainty that nothing changed on the host.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -77,7 +77,7 @@ pub enum BeforeChangeReason {
     #[error("chpasswd did not change the password of {users} ({message})", users = .users.join(", "))]
     ChpasswdRejected { users: Vec<String>, message: String },
     #[error("{0}")]
-    InvalidUsername(#[from] InvalidUsername),
+    InvalidUsername(#[from] rotor_common::names::InvalidUsername),
     #[error("cannot send the new password for {user}: {problem}; fix the password policy")]
     UnsendablePassword {
         user: String,

@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use rotor_common::names::{quote_for_message, validate_username};
 use rotor_common::secret::Password;
 use russh::client;
 use russh::{Channel, ChannelMsg, Disconnect, Pty};
@@ -21,7 +22,7 @@ pub use crate::exec::host_key::HostKeySeen;
 use crate::exec::host_key::{CheckedSession, open_verified_session};
 pub use crate::exec::login::LoginCheck;
 use crate::exec::login::authenticate;
-use crate::exec::target::{HostTarget, check_password_sendable, validate_username};
+use crate::exec::target::{HostTarget, check_password_sendable};
 use crate::exec::{BeforeChangeReason, ExecError, UnchangedAccount, redact};
 
 /// The `chpasswd` that parent-managed rotation runs under `sudo -n`.
@@ -504,7 +505,7 @@ fn check_command_path(command: &str) -> Result<(), BeforeChangeReason> {
         Err(BeforeChangeReason::InvalidBatch {
             problem: format!(
                 "the chpasswd command {} must be an absolute path of letters, digits and /_.-",
-                crate::exec::target::shorten_for_display(command)
+                quote_for_message(command)
             ),
         })
     }

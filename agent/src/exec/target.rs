@@ -1,6 +1,6 @@
 //! What the agent is told about a host (address, host-key policy, timeouts, prompts) and the
-//! rules for what may be sent to it (usernames, passwords). Pure data and checks: no IO,
-//! and a rejected value is described without ever being echoed if it may be a secret.
+//! rule for the passwords that may be sent to it (usernames follow `rotor_common::names`).
+//! Pure data and checks: no IO, and a rejected password is described without being echoed.
 
 use std::time::Duration;
 
@@ -70,40 +70,6 @@ pub enum HostKeyPolicy {
     Reject,
 }
 
-/// Why a username cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "username {shown} is not a valid Linux account name ({problem}); names match ^[a-z_][a-z0-9_.-]{{0,31}}$"
-)]
-pub struct InvalidUsername {
-    /// The name, escaped and shortened for display.
-    pub shown: String,
-    pub problem: &'static str,
-}
-
-/// Checks `^[a-z_][a-z0-9_.-]{0,31}$`: safe on a command line, in a `chpasswd` line and
-/// in a log.
-pub fn validate_username(username: &str) -> Result<(), InvalidUsername> {
-    let invalid = |problem| InvalidUsername {
-        shown: shorten_for_display(username),
-        problem,
-    };
-    let mut characters = username.chars();
-    let Some(first) = characters.next() else {
-        return Err(invalid("it is empty"));
-    };
-    if !(first.is_ascii_lowercase() || first == '_') {
-        return Err(invalid("it must start with a-z or _"));
-    }
-    if username.len() > 32 {
-        return Err(invalid("it is longer than 32 characters"));
-    }
-    if !characters.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(c)) {
-        return Err(invalid("only a-z, 0-9, _, . and - are allowed"));
-    }
-    Ok(())
-}
-
 /// Why a password cannot be typed into `passwd` or fed to `chpasswd`. Never holds the value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnsendablePassword {
@@ -140,44 +106,9 @@ pub fn check_password_sendable(password: &Password) -> Result<(), UnsendablePass
     }
 }
 
-/// A possibly hostile string made safe for a message: escaped, at most 40 characters.
-pub(crate) fn shorten_for_display(text: &str) -> String {
-    let escaped: String = text.escape_debug().collect();
-    if escaped.chars().count() > 40 {
-        let mut cut: String = escaped.chars().take(40).collect();
-        cut.push('…');
-        format!("\"{cut}\"")
-    } else {
-        format!("\"{escaped}\"")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn usernames_follow_the_linux_rules() {
-        for good in ["app1", "_svc", "a", "web-01.x_y", &"a".repeat(32)] {
-            assert_eq!(validate_username(good), Ok(()), "{good}");
-        }
-        for bad in [
-            "",
-            "1app",
-            "App",
-            "-rf",
-            "a:b",
-            "a b",
-            "a\nb",
-            "a$",
-            "é",
-            &"a".repeat(33),
-        ] {
-            assert!(validate_username(bad).is_err(), "{bad:?}");
-        }
-        let error = validate_username("root\nx").expect_err("newline refused");
-        assert!(error.to_string().contains(r#""root\nx""#), "{error}");
-    }
 
     #[test]
     fn passwords_must_be_one_printable_line() {

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use rotor_common::names::validate_object_name;
 use serde::{Deserialize, Serialize};
 
 use super::{Acl, Policy, PolicyError};
@@ -55,6 +56,9 @@ pub struct PolicyRecord {
     pub updated_unix: u64,
 }
 
+/// Vault's answer to a policy write without a document (or with only whitespace).
+pub const EMPTY_POLICY: &str = "'policy' parameter not supplied or empty";
+
 /// Why a policy change was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyStoreError {
@@ -75,21 +79,12 @@ pub struct PolicyStore {
     cache: Arc<RwLock<HashMap<String, Arc<Policy>>>>,
 }
 
-/// Names as Vault takes them: lower-cased; letters, digits, `-`, `_`, `.`, `@`, up to 128.
+/// Names as Vault takes them, lower-cased; the last segment of `sys/policies/acl/<name>`.
 pub fn normalize_name(name: &str) -> Result<String, PolicyStoreError> {
     let name = name.trim().to_ascii_lowercase();
-    let valid = !name.is_empty()
-        && name.len() <= 128
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'));
-    if valid {
-        Ok(name)
-    } else {
-        Err(PolicyStoreError::Invalid(format!(
-            "policy name '{name}' is invalid: use letters, digits, '-', '_', '.' and '@' (at most 128)"
-        )))
-    }
+    validate_object_name("policy", &name)
+        .map_err(|invalid| PolicyStoreError::Invalid(invalid.to_string()))?;
+    Ok(name)
 }
 
 impl PolicyStore {
@@ -120,6 +115,9 @@ impl PolicyStore {
             return Err(PolicyStoreError::Invalid(
                 "cannot update the root policy: it is built in and allows everything".into(),
             ));
+        }
+        if text.trim().is_empty() {
+            return Err(PolicyStoreError::Invalid(EMPTY_POLICY.into()));
         }
         Policy::parse(&name, text)?;
         let now = crate::tokens::now_unix();

@@ -4,6 +4,7 @@
 //! Owns reading, writing, listing and deleting policy records and turning a stored name into
 //! a [`PasswordPolicy`]. Must not know who uses a policy (the engines check that).
 
+use rotor_common::names::{InvalidName, validate_object_name};
 use serde::{Deserialize, Serialize};
 
 use super::policy::{PasswordPolicy, PasswordPolicyError};
@@ -24,10 +25,8 @@ pub struct PasswordPolicyRecord {
 /// Why a password policy could not be stored or loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum PasswordPolicyStoreError {
-    #[error(
-        "password policy name '{0}' is invalid: use letters, digits, '-', '_' and '.' (at most 128)"
-    )]
-    InvalidName(String),
+    #[error(transparent)]
+    InvalidName(#[from] InvalidName),
     #[error(transparent)]
     Invalid(#[from] PasswordPolicyError),
     #[error("password policy '{name}' is stored but no longer valid: {error}; write it again")]
@@ -43,18 +42,9 @@ fn key(name: &str) -> String {
     format!("{KEY_PREFIX}{name}")
 }
 
-/// Checks a policy name: letters, digits, `-`, `_`, `.`; 1 to 128 characters.
+/// Checks a policy name: it is the last segment of `sys/policies/password/<name>`.
 pub fn check_name(name: &str) -> Result<(), PasswordPolicyStoreError> {
-    let valid = !name.is_empty()
-        && name.len() <= 128
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if valid {
-        Ok(())
-    } else {
-        Err(PasswordPolicyStoreError::InvalidName(name.to_string()))
-    }
+    Ok(validate_object_name("password policy", name)?)
 }
 
 pub fn read(store: &Store, name: &str) -> Result<Option<PasswordPolicyRecord>, StoreError> {
@@ -138,10 +128,15 @@ mod tests {
     #[test]
     fn invalid_names_and_policies_are_not_stored() {
         let store = Store::in_memory(Sealer::ephemeral()).expect("store");
-        assert!(matches!(
-            write(&store, "a/b", POLICY),
-            Err(PasswordPolicyStoreError::InvalidName(_))
-        ));
+        for name in ["a/b", ".", "..", "a\0b"] {
+            assert!(
+                matches!(
+                    write(&store, name, POLICY),
+                    Err(PasswordPolicyStoreError::InvalidName(_))
+                ),
+                "{name:?}"
+            );
+        }
         assert!(matches!(
             write(
                 &store,

@@ -136,11 +136,10 @@ fn read_legacy(state: AppState, request: Request) -> HandlerFuture {
 
 fn write(state: AppState, request: Request) -> HandlerFuture {
     Box::pin(async move {
+        // Missing or empty, the store refuses it with Vault's message.
         let text = match request.string("policy")? {
             Some(text) => text,
-            None => request.string("rules")?.ok_or_else(|| {
-                ApiError::bad_request("missing required field 'policy': the policy document")
-            })?,
+            None => request.string("rules")?.unwrap_or_default(),
         };
         let name = state
             .policies
@@ -159,4 +158,71 @@ fn delete(state: AppState, request: Request) -> HandlerFuture {
         }
         Ok(ApiResponse::empty())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+    use serde_json::json;
+
+    use crate::acl::store::EMPTY_POLICY;
+    use crate::api::paths::Operation;
+
+    const READ_OS: &str = "path \"os/*\" { capabilities = [\"read\"] }";
+
+    #[tokio::test]
+    async fn an_empty_policy_is_refused_as_vault_does() {
+        let state = crate::testing::services();
+        let write = |path: &'static str, body| {
+            let state = state.clone();
+            async move {
+                crate::testing::call(
+                    &state,
+                    super::super::paths(),
+                    "sys/",
+                    Operation::Write,
+                    path,
+                    body,
+                )
+                .await
+            }
+        };
+        for body in [json!({"policy": ""}), json!({"policy": " \n\t"}), json!({})] {
+            for path in ["policies/acl/apps", "policy/apps"] {
+                let error = write(path, body.clone()).await.expect_err("empty");
+                assert_eq!(error.status, StatusCode::BAD_REQUEST, "{path} {body}");
+                assert_eq!(error.message, EMPTY_POLICY, "{path} {body}");
+            }
+        }
+        let error = write("policy/apps", json!({"rules": ""}))
+            .await
+            .expect_err("empty rules");
+        assert_eq!(error.message, EMPTY_POLICY);
+        assert!(state.policies.read("apps").expect("read").is_none());
+        write("policies/acl/apps", json!({"policy": READ_OS}))
+            .await
+            .expect("a real policy");
+        write("policy/apps", json!({"rules": READ_OS}))
+            .await
+            .expect("a real policy (legacy)");
+    }
+
+    #[tokio::test]
+    async fn policies_named_dot_or_dot_dot_are_refused() {
+        let state = crate::testing::services();
+        for path in ["policies/acl/.", "policies/acl/.."] {
+            let error = crate::testing::call(
+                &state,
+                super::super::paths(),
+                "sys/",
+                Operation::Write,
+                path,
+                json!({"policy": READ_OS}),
+            )
+            .await
+            .expect_err("a path step");
+            assert_eq!(error.status, StatusCode::BAD_REQUEST, "{path}");
+            assert!(error.message.contains("path steps"), "{}", error.message);
+        }
+    }
 }

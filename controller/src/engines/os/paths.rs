@@ -6,7 +6,11 @@
 
 use std::sync::LazyLock;
 
+use rotor_common::names::{
+    parse_host_address, quote_for_message, validate_object_name, validate_username,
+};
 use rotor_common::secret::Password;
+use russh::keys::ssh_key::{Algorithm, PublicKey};
 use serde_json::{Map, Value, json};
 
 use super::model::{self, AccountRecord, AccountStatus, Connection, HostRecord};
@@ -293,31 +297,40 @@ fn rfc3339(unix: u64) -> String {
         .to_string()
 }
 
-fn valid_name(kind: &str, name: &str) -> Result<(), ApiError> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(format!(
-            "{kind} name '{name}' is invalid: use letters, digits, '-', '_' and '.'"
-        )))
-    }
+/// A host's or an account's name from the path: it is a path segment (no `.` or `..`).
+fn check_object_name(kind: &'static str, name: &str) -> Result<(), ApiError> {
+    validate_object_name(kind, name).map_err(|invalid| ApiError::bad_request(invalid.to_string()))
 }
 
-/// Linux account names as Rotor accepts them: `^[a-z_][a-z0-9_.-]{0,31}$`.
-pub fn valid_username(username: &str) -> bool {
-    let mut chars = username.chars();
-    match chars.next() {
-        Some(first) if first.is_ascii_lowercase() || first == '_' => {}
-        _ => return false,
+/// Reads `ssh_host_key` as the agent will (an OpenSSH public key line, `ssh-ed25519 AAAA…
+/// [comment]`) and answers the line to store: single spaces, no control characters.
+fn parse_host_key(host: &str, text: &str) -> Result<String, ApiError> {
+    let refuse = |problem: String| {
+        ApiError::bad_request(format!(
+            "field 'ssh_host_key' of host {host}: {problem}; expected one line of ssh-keyscan output without the host name, such as 'ssh-ed25519 AAAA…'"
+        ))
+    };
+    // The agent's parser takes exactly one space between the fields.
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if let Some(control) = line.chars().find(|c| c.is_control()) {
+        return Err(refuse(format!(
+            "it contains the control character {}",
+            quote_for_message(&control.to_string())
+        )));
     }
-    username.len() <= 32
-        && chars
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-'))
+    let key = PublicKey::from_openssh(&line)
+        .map_err(|error| refuse(format!("not an OpenSSH public key ({error})")))?;
+    match key.algorithm() {
+        Algorithm::Ed25519 | Algorithm::Ecdsa { .. } | Algorithm::Rsa { .. } | Algorithm::Dsa => {}
+        other => {
+            return Err(refuse(format!(
+                "{} is not a host key type (ssh-ed25519, ecdsa-sha2-nistp256/384/521, ssh-rsa)",
+                quote_for_message(other.as_str())
+            )));
+        }
+    }
+    key.to_openssh()
+        .map_err(|error| refuse(format!("the key cannot be written back ({error})")))
 }
 
 fn read_config(state: AppState, request: Request) -> HandlerFuture {
@@ -418,7 +431,7 @@ fn read_host(state: AppState, request: Request) -> HandlerFuture {
 fn write_host(state: AppState, request: Request) -> HandlerFuture {
     Box::pin(async move {
         let name = request.param("host").to_string();
-        valid_name("host", &name)?;
+        check_object_name("host", &name)?;
         let existing = model::get_host(&state.store, &request.mount, &name)?;
         let mut host = existing.clone().unwrap_or(HostRecord {
             name: name.clone(),
@@ -435,9 +448,18 @@ fn write_host(state: AppState, request: Request) -> HandlerFuture {
             password_policy: None,
         });
         if let Some(address) = request.string("address")? {
-            host.address = address;
+            let address = address.trim();
+            host.address = if address.is_empty() {
+                String::new()
+            } else {
+                parse_host_address(address)
+                    .map_err(|invalid| {
+                        ApiError::bad_request(format!("field 'address' of host {name}: {invalid}"))
+                    })?
+                    .to_string()
+            };
         }
-        if host.address.trim().is_empty() {
+        if host.address.is_empty() {
             return Err(ApiError::bad_request(
                 "missing required field 'address': the host's DNS name or IP address",
             ));
@@ -455,17 +477,7 @@ fn write_host(state: AppState, request: Request) -> HandlerFuture {
             if key.is_empty() {
                 host.ssh_host_key = None;
             } else {
-                let mut parts = key.split_whitespace();
-                let algorithm = parts.next().unwrap_or("");
-                let body = parts.next().unwrap_or("");
-                if !(algorithm.starts_with("ssh-") || algorithm.starts_with("ecdsa-"))
-                    || body.len() < 16
-                {
-                    return Err(ApiError::bad_request(
-                        "field 'ssh_host_key': expected an OpenSSH public key such as 'ssh-ed25519 AAAA…' (ssh-keyscan output without the host name)",
-                    ));
-                }
-                host.ssh_host_key = Some(key);
+                host.ssh_host_key = Some(parse_host_key(&name, &key)?);
             }
         }
         if let Some(site) = request.string("site")? {
@@ -637,7 +649,7 @@ fn write_account(state: AppState, request: Request) -> HandlerFuture {
         let mount = request.mount.clone();
         let host = load_host(&state, &request)?;
         let name = request.param("account").to_string();
-        valid_name("account", &name)?;
+        check_object_name("account", &name)?;
         let existing = model::get_account(&state.store, &mount, &host.name, &name)?;
         let mut account = existing
             .clone()
@@ -648,12 +660,8 @@ fn write_account(state: AppState, request: Request) -> HandlerFuture {
         if account.username.is_empty() {
             account.username = name.clone();
         }
-        if !valid_username(&account.username) {
-            return Err(ApiError::bad_request(format!(
-                "field 'username': '{}' is not a valid Linux account name (^[a-z_][a-z0-9_.-]{{0,31}}$)",
-                account.username
-            )));
-        }
+        validate_username(&account.username)
+            .map_err(|invalid| ApiError::bad_request(format!("field 'username': {invalid}")))?;
         if let Some(parent) = request.string("parent_ref")? {
             if parent.is_empty() {
                 account.parent_ref = None;
@@ -990,4 +998,215 @@ fn reconcile(state: AppState, request: Request) -> HandlerFuture {
             .await?;
         report_response(report)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+    use serde_json::{Value, json};
+
+    use crate::api::paths::Operation;
+    use crate::api::{ApiError, ApiResponse, AppState};
+
+    const HOST_KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB5m6X3b1x9Qm9l5jF0yVQ0P0n7p7q8mY0cZ2b7e6a5d";
+
+    async fn call(
+        state: &AppState,
+        operation: Operation,
+        path: &str,
+        body: Value,
+    ) -> Result<ApiResponse, ApiError> {
+        crate::testing::call(state, super::paths(), "os/", operation, path, body).await
+    }
+
+    async fn write(state: &AppState, path: &str, body: Value) -> Result<ApiResponse, ApiError> {
+        call(state, Operation::Write, path, body).await
+    }
+
+    /// Expects a 400 whose message contains every one of `parts`.
+    async fn refused(state: &AppState, path: &str, body: Value, parts: &[&str]) {
+        let error = write(state, path, body.clone())
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{path:?} {body} was accepted; expected {parts:?}"));
+        assert_eq!(error.status, StatusCode::BAD_REQUEST, "{error}");
+        for part in parts {
+            assert!(
+                error.message.contains(part),
+                "expected '{part}' in: {}",
+                error.message
+            );
+        }
+    }
+
+    fn host(extra: Value) -> Value {
+        let mut body = json!({"address": "192.0.2.10", "site": "dc1", "ssh_host_key": HOST_KEY});
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
+        body
+    }
+
+    async fn read_host(state: &AppState, name: &str) -> Value {
+        let response = call(state, Operation::Read, &format!("hosts/{name}"), json!({}))
+            .await
+            .unwrap_or_else(|error| panic!("reading host {name}: {error}"));
+        Value::Object(response.data.unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn hosts_named_dot_or_dot_dot_are_refused() {
+        let state = crate::testing::services();
+        for name in [".", ".."] {
+            refused(
+                &state,
+                &format!("hosts/{name}"),
+                host(json!({})),
+                &[&format!("host name \"{name}\" is invalid"), "path steps"],
+            )
+            .await;
+        }
+        refused(
+            &state,
+            "hosts/a\0b",
+            host(json!({})),
+            &["host name", "'\\0'"],
+        )
+        .await;
+        refused(&state, "hosts/a b", host(json!({})), &["host name", "' '"]).await;
+        write(&state, "hosts/web-1.example", host(json!({})))
+            .await
+            .expect("an ordinary name");
+    }
+
+    #[tokio::test]
+    async fn accounts_named_dot_or_dot_dot_are_refused() {
+        let state = crate::testing::services();
+        write(&state, "hosts/web", host(json!({})))
+            .await
+            .expect("host");
+        for name in [".", ".."] {
+            refused(
+                &state,
+                &format!("hosts/web/accounts/{name}"),
+                json!({"username": "app1", "password": "x", "verify_connection": false}),
+                &[&format!("account name \"{name}\" is invalid")],
+            )
+            .await;
+        }
+        for username in ["App", "a\0b", "1app", ".."] {
+            refused(
+                &state,
+                "hosts/web/accounts/app",
+                json!({"username": username, "password": "x", "verify_connection": false}),
+                &["field 'username': username", "^[a-z_][a-z0-9_.-]{0,31}$"],
+            )
+            .await;
+        }
+        write(
+            &state,
+            "hosts/web/accounts/app",
+            json!({"username": "app1", "password": "x", "verify_connection": false}),
+        )
+        .await
+        .expect("an ordinary account");
+    }
+
+    #[tokio::test]
+    async fn host_addresses_with_nul_or_64_kib_are_refused() {
+        let state = crate::testing::services();
+        let huge = "a".repeat(64 * 1024);
+        for (address, problem) in [
+            ("10.0.0.1\0evil", "it contains '\\0'"),
+            (huge.as_str(), "65536 bytes long"),
+            ("web_01", "it contains '_'"),
+            ("10.0.0.1:22", "it contains ':'"),
+            ("10.0.0.256", "looks like an IPv4 address"),
+        ] {
+            let error = write(&state, "hosts/web", host(json!({"address": address})))
+                .await
+                .expect_err("refused");
+            assert_eq!(error.status, StatusCode::BAD_REQUEST, "{error}");
+            assert!(
+                error
+                    .message
+                    .starts_with("field 'address' of host web: address "),
+                "{error}"
+            );
+            assert!(error.message.contains(problem), "{problem}: {error}");
+            assert!(error.message.len() < 500, "the value is not echoed in full");
+        }
+        for (address, stored) in [
+            ("web-01.example.com", "web-01.example.com"),
+            (" 192.0.2.7\n", "192.0.2.7"),
+            ("fd00::7", "fd00::7"),
+            ("[fd00::7]", "fd00::7"),
+        ] {
+            write(&state, "hosts/web", host(json!({"address": address})))
+                .await
+                .unwrap_or_else(|error| panic!("{address}: {error}"));
+            assert_eq!(read_host(&state, "web").await["address"], stored);
+        }
+        // An agent on the host itself reaches it as localhost.
+        write(
+            &state,
+            "hosts/local-1",
+            json!({"address": "localhost", "connection": "local", "agent": "agent-1"}),
+        )
+        .await
+        .expect("localhost");
+        assert_eq!(read_host(&state, "local-1").await["address"], "localhost");
+    }
+
+    #[tokio::test]
+    async fn garbage_host_keys_are_refused_naming_field_and_host() {
+        let state = crate::testing::services();
+        for garbage in [
+            // Passed the old prefix-and-length check.
+            "ssh-ed25519 AAAAgarbagegarbagegarbage",
+            "ssh-foo AAAAC3NzaC1lZDI1NTE5AAAAIB5m6X3b1x9Qm9l5jF0yVQ0P0n7p7q8mY0cZ2b7e6a5d",
+            "ssh-ed25519 not-base64-but-long-enough",
+            "ssh-ed25519-cert-v01@openssh.com AAAAIHNzaC1lZDI1NTE5LWNlcnQtdjAxQG9wZW5zc2guY29t",
+            // ssh-keyscan output with the host name left in.
+            "web ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB5m6X3b1x9Qm9l5jF0yVQ0P0n7p7q8mY0cZ2b7e6a5d",
+            "foo@example.com AAAAD2Zvb0BleGFtcGxlLmNvbQAAAAR0ZXN0",
+            &format!("{HOST_KEY} a\0b"),
+            "hello",
+        ] {
+            refused(
+                &state,
+                "hosts/web",
+                host(json!({"ssh_host_key": garbage})),
+                &["field 'ssh_host_key' of host web:", "ssh-keyscan"],
+            )
+            .await;
+        }
+    }
+
+    #[tokio::test]
+    async fn host_keys_are_stored_as_one_openssh_line() {
+        let state = crate::testing::services();
+        for (given, stored) in [
+            (HOST_KEY.to_string(), HOST_KEY.to_string()),
+            (
+                format!("  {HOST_KEY} root@web\n"),
+                format!("{HOST_KEY} root@web"),
+            ),
+            // Spaced out: the agent's parser would not read it; stored with single spaces.
+            (
+                HOST_KEY.replace("ssh-ed25519 ", "ssh-ed25519 \t "),
+                HOST_KEY.to_string(),
+            ),
+        ] {
+            write(&state, "hosts/web", host(json!({"ssh_host_key": given})))
+                .await
+                .unwrap_or_else(|error| panic!("{given:?}: {error}"));
+            assert_eq!(read_host(&state, "web").await["ssh_host_key"], stored);
+        }
+        write(&state, "hosts/web", host(json!({"ssh_host_key": ""})))
+            .await
+            .expect("an empty key unpins");
+        assert_eq!(read_host(&state, "web").await["ssh_host_key"], Value::Null);
+    }
 }

@@ -22,6 +22,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rotor_common::names::validate_username;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -119,15 +120,6 @@ pub fn user_allowed(role: &SshRole, username: &str) -> bool {
             .any(|allowed| allowed == "*" || allowed == username)
 }
 
-fn valid_username(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 32
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-        && !name.starts_with('-')
-}
-
 /// `creds/:role`: a fresh OTP for `ip` and `username`, under a lease.
 pub fn creds(state: AppState, request: Request) -> HandlerFuture {
     Box::pin(async move {
@@ -146,11 +138,9 @@ pub fn creds(state: AppState, request: Request) -> HandlerFuture {
             .string("username")?
             .filter(|user| !user.trim().is_empty())
             .unwrap_or_else(|| role.default_user.clone());
-        if !valid_username(&username) {
-            return Err(ApiError::bad_request(format!(
-                "field 'username': '{username}' is not a valid account name"
-            )));
-        }
+        // The agent's PAM helper refuses any other PAM_USER: an OTP for it could never be used.
+        validate_username(&username)
+            .map_err(|invalid| ApiError::bad_request(format!("field 'username': {invalid}")))?;
         if !user_allowed(&role, &username) {
             return Err(ApiError::bad_request(format!(
                 "username '{username}' is not allowed by role '{name}' (allowed_users: {}; default_user: {})",

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use rotor_common::names::{validate_object_name, validate_username};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -221,18 +222,7 @@ impl Cidr {
 }
 
 fn valid_role_name(name: &str) -> Result<(), ApiError> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(format!(
-            "role name '{name}' is invalid: use letters, digits, '-', '_' and '.'"
-        )))
-    }
+    validate_object_name("role", name).map_err(|invalid| ApiError::bad_request(invalid.to_string()))
 }
 
 /// A JSON object of strings (`default_extensions`, `critical_options`, …); numbers and
@@ -363,6 +353,9 @@ fn parse_otp(request: &Request, default_user: &str) -> Result<OtpSettings, ApiEr
             "missing required field 'default_user': an otp role needs the user its passwords are for",
         ));
     }
+    // Its OTPs are for this Linux account; `creds` and the agent's PAM helper refuse others.
+    validate_username(default_user)
+        .map_err(|invalid| ApiError::bad_request(format!("field 'default_user': {invalid}")))?;
     let cidr_list = parse_cidrs(request, "cidr_list")?;
     if cidr_list.is_empty() {
         return Err(ApiError::bad_request(

@@ -10,10 +10,8 @@ use russh::keys::ssh_key::{Algorithm, Certificate, HashAlg, LineEnding, PrivateK
 use serde_json::{Value, json};
 
 use super::keys::{KeySpec, generate};
-use crate::api::paths::{Operation, find, validate_fields};
-use crate::api::{ApiError, ApiResponse, Request, ServerInfo, Services, TokenContext};
-use crate::dispatch::{DispatchSettings, Dispatcher};
-use crate::store::{Sealer, Store};
+use crate::api::paths::Operation;
+use crate::api::{ApiError, ApiResponse, Services, TokenContext};
 
 struct Engine {
     state: Arc<Services>,
@@ -21,25 +19,9 @@ struct Engine {
 
 impl Engine {
     fn new() -> Self {
-        let store = Arc::new(Store::in_memory(Sealer::ephemeral()).expect("store"));
-        let ca = Arc::new(crate::pki::load_or_create_ca(&store).expect("controller CA"));
-        let dispatcher = Dispatcher::new(store.clone(), ca, DispatchSettings::default());
-        let os = crate::engines::os::OsEngine::new(store.clone(), dispatcher.clone());
-        let state = Arc::new(
-            Services::new(
-                store,
-                dispatcher,
-                os,
-                ServerInfo {
-                    agent_address: "127.0.0.1:0".into(),
-                    ca_fingerprint: String::new(),
-                    version: "test",
-                    dev_mode: true,
-                },
-            )
-            .expect("services"),
-        );
-        Self { state }
+        Self {
+            state: crate::testing::services(),
+        }
     }
 
     async fn call_on(
@@ -62,27 +44,7 @@ impl Engine {
         body: Value,
     ) -> Result<ApiResponse, ApiError> {
         let table = super::paths::paths();
-        let matched = find(table, path).unwrap_or_else(|| panic!("no path {path}"));
-        let handler = matched
-            .spec
-            .operations
-            .iter()
-            .find(|(op, _)| *op == operation)
-            .map(|(_, handler)| *handler)
-            .unwrap_or_else(|| panic!("{path} has no {}", operation.name()));
-        let data = body.as_object().cloned().unwrap_or_default();
-        let warnings = validate_fields(matched.spec, operation, &data)?;
-        let request = Request {
-            operation,
-            mount: mount.to_string(),
-            path: path.to_string(),
-            params: matched.params,
-            data,
-            token: Some(token),
-        };
-        let mut response = handler(self.state.clone(), request).await?;
-        response.warnings.extend(warnings);
-        Ok(response)
+        crate::testing::call_as(&self.state, token, table, mount, operation, path, body).await
     }
 
     async fn call(
@@ -858,4 +820,62 @@ async fn roles_read_back_list_with_key_info_and_validate_their_fields() {
     assert_eq!(error.status, StatusCode::NOT_FOUND);
     let list = engine.data(Operation::List, "roles", json!({})).await;
     assert_eq!(list["keys"], json!(["otp-role"]));
+}
+
+#[tokio::test]
+async fn roles_named_dot_or_dot_dot_are_refused() {
+    let engine = Engine::new();
+    for name in [".", ".."] {
+        engine
+            .refused(
+                &format!("roles/{name}"),
+                json!({"key_type": "ca"}),
+                &format!("role name \"{name}\" is invalid: '.' and '..' are path steps"),
+            )
+            .await;
+    }
+    engine
+        .write("roles/a..b", json!({"key_type": "ca"}))
+        .await
+        .expect("dots inside a name are fine");
+}
+
+#[tokio::test]
+async fn otps_are_only_for_linux_account_names() {
+    let engine = Engine::new();
+    let otp_role = |default_user: &str| {
+        json!({
+            "key_type": "otp",
+            "default_user": default_user,
+            "allowed_users": "*",
+            "cidr_list": "10.0.0.0/8",
+        })
+    };
+    // The agent's PAM helper would refuse these users: an OTP for them could never be used.
+    for bad in ["App", "1app", "a\0b", "a b"] {
+        engine
+            .refused("roles/otp", otp_role(bad), "field 'default_user': username")
+            .await;
+    }
+    engine
+        .write("roles/otp", otp_role("app1"))
+        .await
+        .expect("otp role");
+    for bad in ["App", "1app", "a\0b", "-rf", "a:b"] {
+        engine
+            .refused(
+                "creds/otp",
+                json!({"ip": "10.0.0.5", "username": bad}),
+                "field 'username': username",
+            )
+            .await;
+    }
+    let issued = engine
+        .data(
+            Operation::Write,
+            "creds/otp",
+            json!({"ip": "10.0.0.5", "username": "app2"}),
+        )
+        .await;
+    assert_eq!(issued["username"], "app2", "{issued}");
 }
