@@ -14,6 +14,7 @@
 
 pub mod agents;
 pub mod canonical;
+pub mod connections;
 pub mod envelope;
 pub mod error;
 pub mod paths;
