@@ -69,7 +69,9 @@ fn init_logging(format: &str) -> Result<(), String> {
         .unwrap_or_else(|_| EnvFilter::new("info,quinn=warn,rustls=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour codes only where a person reads them: never into a file or a journal.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         "json" => builder.json().init(),
         "standard" => builder.init(),

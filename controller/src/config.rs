@@ -12,6 +12,8 @@
 //!   tls_cert_file = "/etc/rotor/api.pem"     # optional: else a certificate from Rotor's CA
 //!   tls_key_file  = "/etc/rotor/api-key.pem"
 //!   tls_san       = ["rotor.example.com"]    # extra names for the CA-issued certificate
+//!   http_read_header_timeout    = "10s"      # time to send a request's headers (and TLS hello)
+//!   max_connections_per_address = 256        # open connections one client address may hold
 //! }
 //! agent_listener {
 //!   address           = "0.0.0.0:8201"
@@ -52,6 +54,10 @@ pub struct ListenerConfig {
     pub tls_key_file: Option<PathBuf>,
     #[serde(default)]
     pub tls_san: Vec<String>,
+    #[serde(default)]
+    pub http_read_header_timeout: Option<String>,
+    #[serde(default)]
+    pub max_connections_per_address: Option<i64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -83,6 +89,8 @@ pub struct Settings {
     pub api_address: SocketAddr,
     pub api_tls_files: Option<(PathBuf, PathBuf)>,
     pub api_tls_san: Vec<String>,
+    /// Header-read timeout and per-address connection cap of the API listener.
+    pub api_limits: crate::api::connections::ConnectionLimits,
     pub agent_address: SocketAddr,
     pub agent_advertise_address: String,
     /// The dispatcher's caps, from `agent_listener` (defaults: `DispatchSettings::default()`).
@@ -119,6 +127,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
             tls_cert_file: None,
             tls_key_file: None,
             tls_san: Vec::new(),
+            http_read_header_timeout: None,
+            max_connections_per_address: None,
         });
     let api_address: SocketAddr = listener.address.parse().map_err(|_| {
         invalid(format!(
@@ -126,6 +136,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
             listener.address
         ))
     })?;
+    let api_limits = listener_limits(&listener).map_err(invalid)?;
     let api_tls_files = match (listener.tls_cert_file, listener.tls_key_file) {
         (Some(cert), Some(key)) => Some((cert, key)),
         (None, None) => None,
@@ -201,12 +212,40 @@ pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
         api_address,
         api_tls_files,
         api_tls_san: listener.tls_san,
+        api_limits,
         agent_address,
         agent_advertise_address,
         max_jobs_per_agent,
         max_jobs_per_host,
         log_format: config.log_format,
     })
+}
+
+/// The API listener's connection limits, defaults filled in.
+fn listener_limits(
+    listener: &ListenerConfig,
+) -> Result<crate::api::connections::ConnectionLimits, String> {
+    let mut limits = crate::api::connections::ConnectionLimits::default();
+    if let Some(text) = &listener.http_read_header_timeout {
+        limits.header_read_timeout = crate::api::paths::parse_duration(text)
+            .filter(|timeout| !timeout.is_zero() && timeout.as_secs() <= 3600)
+            .ok_or_else(|| {
+                format!(
+                    "listener \"tcp\" http_read_header_timeout = \"{text}\": must be a duration from 1s to 1h, such as \"10s\""
+                )
+            })?;
+    }
+    if let Some(value) = listener.max_connections_per_address {
+        limits.max_connections_per_address = usize::try_from(value)
+            .ok()
+            .filter(|value| (1..=65_536).contains(value))
+            .ok_or_else(|| {
+                format!(
+                    "listener \"tcp\" max_connections_per_address = {value}: must be a whole number from 1 to 65536"
+                )
+            })?;
+    }
+    Ok(limits)
 }
 
 #[cfg(test)]
@@ -235,6 +274,49 @@ agent_listener {
         assert_eq!(settings.agent_advertise_address, "ctl:8201");
         assert_eq!(settings.ca_cert_file, PathBuf::from("/data/ca.pem"));
         assert_eq!(settings.api_tls_san, vec!["rotor.example.com".to_string()]);
+        assert_eq!(
+            settings.api_limits,
+            crate::api::connections::ConnectionLimits::default(),
+            "the listener's connection limits default"
+        );
+    }
+
+    #[test]
+    fn listener_connection_limits_parse_and_are_checked_by_name() {
+        let config = |lines: &str| {
+            format!(
+                "storage_path = \"/d/r.redb\"\nseal_key_file = \"/d/k\"\nlistener \"tcp\" {{\n  address = \"127.0.0.1:8200\"\n  {lines}\n}}\n"
+            )
+        };
+        let settings = parse(
+            &config("http_read_header_timeout = \"3s\"\n  max_connections_per_address = 8"),
+            Path::new("t.hcl"),
+        )
+        .expect("parse");
+        assert_eq!(
+            settings.api_limits.header_read_timeout,
+            std::time::Duration::from_secs(3)
+        );
+        assert_eq!(settings.api_limits.max_connections_per_address, 8);
+        for (line, named) in [
+            (
+                "http_read_header_timeout = \"0s\"",
+                "http_read_header_timeout",
+            ),
+            (
+                "http_read_header_timeout = \"soon\"",
+                "http_read_header_timeout",
+            ),
+            (
+                "max_connections_per_address = 0",
+                "max_connections_per_address = 0",
+            ),
+        ] {
+            let error = parse(&config(line), Path::new("t.hcl"))
+                .expect_err(line)
+                .to_string();
+            assert!(error.contains("t.hcl") && error.contains(named), "{error}");
+        }
     }
 
     #[test]

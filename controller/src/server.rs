@@ -125,6 +125,7 @@ pub async fn run(mode: Mode) -> Result<()> {
         api_tls_files,
         root_token,
         dispatch_settings,
+        api_limits,
     ) = match mode {
         Mode::Dev(options) => {
             let store = Store::in_memory(Sealer::ephemeral())?;
@@ -149,6 +150,7 @@ pub async fn run(mode: Mode) -> Result<()> {
                 None,
                 Some(token),
                 DispatchSettings::default(),
+                api::connections::ConnectionLimits::default(),
             )
         }
         Mode::Config(path) => {
@@ -169,6 +171,7 @@ pub async fn run(mode: Mode) -> Result<()> {
                     max_jobs_per_host: settings.max_jobs_per_host,
                     ..DispatchSettings::default()
                 },
+                settings.api_limits,
             )
         }
     };
@@ -303,17 +306,32 @@ pub async fn run(mode: Mode) -> Result<()> {
         tracing::info!("shutting down");
         shutdown.graceful_shutdown(Some(Duration::from_secs(5)));
     });
-    axum_server::from_tcp_rustls(
+    let mut server = axum_server::from_tcp_rustls(
         listener,
         axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(https)),
     )?
-    // Responses go out as soon as they are written: without TCP_NODELAY a keep-alive client
-    // sometimes waited ~40 ms (Nagle against delayed ACK) for the tail of an answer.
-    .map(|tls| tls.acceptor(axum_server::accept::NoDelayAcceptor::new()))
-    .handle(handle)
-    .serve(api::router(services).into_make_service_with_connect_info::<SocketAddr>())
-    .await
-    .context("serving the API")?;
+    // A client that never finishes its TLS hello, or trickles a request's headers, is cut
+    // off after the listener's header timeout (hyper counts only with a timer set); one
+    // address holds at most its cap of connections.
+    .map(|tls| {
+        tls.handshake_timeout(api_limits.header_read_timeout)
+            // Responses go out as soon as they are written: without TCP_NODELAY a keep-alive
+            // client sometimes waited ~40 ms (Nagle against delayed ACK) for an answer's tail.
+            .acceptor(api::connections::PerAddressLimit::new(
+                axum_server::accept::NoDelayAcceptor::new(),
+                api_limits.max_connections_per_address,
+            ))
+    })
+    .handle(handle);
+    server
+        .http_builder()
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(api_limits.header_read_timeout);
+    server
+        .serve(api::router(services).into_make_service_with_connect_info::<SocketAddr>())
+        .await
+        .context("serving the API")?;
 
     dispatcher.close_all();
     endpoint.close(quinn::VarInt::from_u32(0), b"controller shutting down");

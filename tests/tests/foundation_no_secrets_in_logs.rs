@@ -138,6 +138,11 @@ fn a_full_run_logs_no_secret() -> Result<()> {
     for (name, log) in std::iter::once(("controller", &controller_log))
         .chain(agent_logs.iter().map(|log| ("agent", log)))
     {
+        // Issue 15: logs written anywhere but a terminal carry no colour codes.
+        assert!(
+            !log.contains('\u{1b}'),
+            "the {name}'s log (not a terminal) has terminal escape codes"
+        );
         for secret in &secrets {
             assert!(
                 !log.contains(secret.as_str()),

@@ -1,15 +1,20 @@
 //! The HTTP API: Vault's request and response shapes over axum.
 //!
-//! Owns the one entry point for `/v1/...` and the order every request goes through:
+//! Owns the one entry point for `/v1/...` and the order every request goes through: the
+//! path made canonical once (`canonical.rs`; every later step reads only that spelling),
 //! method to operation (`LIST` and `GET ?list=true` are lists), body parsing, finding the
 //! backend that owns the path (built-in `sys/`, `auth/token/`, `agents/`, or a mounted engine)
-//! and its path-table entry, token authentication, the ACL check (the capability comes from
+//! and its path-table entry, token authentication before any routing answer (only a path the
+//! table declares unauthenticated is served without a token, so an anonymous caller cannot map
+//! the API by its 404s and 405s), the ACL check (the capability comes from
 //! the operation, `create` or `update` from the path's existence check, `sudo` for
 //! root-protected paths), field validation, the audit request line (fail closed), counting a
 //! limited-use token, the handler, the audit response line. Must not implement any path
 //! itself: backends declare their paths in tables.
 
 pub mod agents;
+pub mod canonical;
+pub mod connections;
 pub mod envelope;
 pub mod error;
 pub mod paths;
@@ -357,14 +362,22 @@ async fn serve(
 ) -> Response {
     let started = Instant::now();
     let request_id = request_id();
-    let raw_path = uri.path().to_string();
+    let raw_path = uri.path();
+    // The one spelling of the path, made before anything reads it; the log line carries it
+    // too (the path as routed and authorised, not as typed).
+    let path = raw_path.strip_prefix("/v1/").map(canonical::canonical_path);
+    let logged_path = match &path {
+        Some(Ok(path)) => format!("/v1/{path}"),
+        _ => raw_path.to_string(),
+    };
     let remote = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|info| info.0.ip().to_string());
     let call = Call {
         request_id: &request_id,
         method: &method,
-        raw_path: &raw_path,
+        raw_path,
+        path,
         query: &query,
         headers: &headers,
         body: &body,
@@ -379,7 +392,7 @@ async fn serve(
     tracing::info!(
         request_id = %request_id,
         method = %method,
-        path = %raw_path,
+        path = %logged_path,
         status = response.status().as_u16(),
         elapsed_ms = started.elapsed().as_millis() as u64,
         "api request"
@@ -392,6 +405,8 @@ struct Call<'a> {
     request_id: &'a str,
     method: &'a Method,
     raw_path: &'a str,
+    /// The canonical path inside `/v1/` (`None`: the request is not under `/v1/`).
+    path: Option<Result<String, ApiError>>,
     query: &'a HashMap<String, String>,
     headers: &'a HeaderMap,
     body: &'a Bytes,
@@ -409,14 +424,25 @@ struct Prepared {
 }
 
 async fn handle(state: &AppState, call: Call<'_>) -> Result<ApiResponse, ApiError> {
-    let Some(path) = call.raw_path.strip_prefix("/v1/") else {
+    let Some(path) = call.path else {
         return Err(ApiError::not_found(format!(
             "no handler for {}: the API lives under /v1/",
             call.raw_path
         )));
     };
-    let path = path.trim_end_matches('/').to_string();
-    let operation = operation_for(call.method, call.query)?;
+    let path = path?;
+    let operation = match operation_for(call.method, call.query) {
+        Ok(operation) => operation,
+        Err(error) => {
+            // Whether a method is supported is no business of a caller the path is closed to.
+            let caller = authenticate(state, call.headers)?;
+            let granted = caller.acl.capabilities(&path).normalized();
+            if granted.is_empty() || granted.contains(Capabilities::DENY) {
+                return Err(ApiError::permission_denied());
+            }
+            return Err(error);
+        }
+    };
     let mut data = parse_body(call.body)?;
     if operation == Operation::Read {
         for (key, value) in call.query {
@@ -536,11 +562,13 @@ fn prepare(
     headers: &HeaderMap,
     entry: &mut AuditRequest,
 ) -> Result<Prepared, ApiError> {
-    let backend = backend(&state.store, path)?;
-    entry.mount_type = backend.mount_type.clone();
-    let matched = paths::find(backend.table, &backend.rest)
-        .ok_or_else(|| ApiError::not_found(format!("unsupported path '{path}'")))?;
-    let token = if matched.spec.unauthenticated {
+    let routed = backend(&state.store, path).and_then(|backend| {
+        let matched = paths::find(backend.table, &backend.rest)
+            .ok_or_else(|| ApiError::not_found(format!("unsupported path '{path}'")))?;
+        Ok((backend, matched))
+    });
+    let unauthenticated = matches!(&routed, Ok((_, matched)) if matched.spec.unauthenticated);
+    let token = if unauthenticated {
         None
     } else {
         let token = authenticate(state, headers)?;
@@ -555,6 +583,14 @@ fn prepare(
         });
         Some(token)
     };
+    let (backend, matched) = match routed {
+        Ok(found) => found,
+        Err(error) => {
+            refuse_unless_reachable(token.as_ref(), path, operation)?;
+            return Err(error);
+        }
+    };
+    entry.mount_type = backend.mount_type.clone();
     let handler = matched
         .spec
         .operations
@@ -562,6 +598,9 @@ fn prepare(
         .find(|(op, _)| *op == operation)
         .map(|(_, handler)| *handler)
         .ok_or_else(|| {
+            if let Err(denied) = refuse_unless_reachable(token.as_ref(), path, operation) {
+                return denied;
+            }
             let allowed: Vec<&str> = matched
                 .spec
                 .operations
@@ -598,6 +637,38 @@ fn prepare(
         counted_token,
         warnings,
     })
+}
+
+/// Before a routing answer (404, 405) goes to a caller, its policies must reach the path with
+/// some capability the operation could use: otherwise it learns of the API's shape through
+/// errors it had no right to see, and gets the 403 it would get on a real path.
+fn refuse_unless_reachable(
+    caller: Option<&TokenContext>,
+    path: &str,
+    operation: Operation,
+) -> Result<(), ApiError> {
+    let Some(caller) = caller else {
+        return Ok(());
+    };
+    let acl_path = if operation == Operation::List {
+        format!("{path}/")
+    } else {
+        path.to_string()
+    };
+    let granted = caller.acl.capabilities(&acl_path);
+    let reachable = match operation {
+        Operation::Read => granted.allows(Capabilities::READ),
+        Operation::List => granted.allows(Capabilities::LIST),
+        Operation::Delete => granted.allows(Capabilities::DELETE),
+        Operation::Write => {
+            granted.allows(Capabilities::CREATE) || granted.allows(Capabilities::UPDATE)
+        }
+    };
+    if reachable {
+        Ok(())
+    } else {
+        Err(ApiError::permission_denied())
+    }
 }
 
 /// The capability an operation needs: reads read, lists list, deletes delete; a write needs

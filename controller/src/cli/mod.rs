@@ -190,7 +190,9 @@ fn init_logging(format: Option<&str>, level: Option<&str>) -> Result<()> {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour codes only where a person reads them: never into a file or a journal.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format.unwrap_or("standard") {
         "json" => builder.json().init(),
         "standard" => builder.init(),

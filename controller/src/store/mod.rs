@@ -28,6 +28,8 @@ pub enum StoreError {
         path: String,
         source: redb::DatabaseError,
     },
+    #[error("store {path}: {detail}")]
+    File { path: String, detail: String },
     #[error("store: {0}")]
     Database(#[from] redb::Error),
     #[error("store record {table}/{key} is unreadable: {detail}")]
@@ -88,6 +90,34 @@ pub fn rest_after_scan(took: std::time::Duration) -> std::time::Duration {
     took.saturating_mul(10)
 }
 
+/// Creates the store file owner-only when it is missing, and refuses one readable by others.
+fn guard_store_file(path: &Path) -> StoreResult<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file_error = |detail: String| StoreError::File {
+        path: path.display().to_string(),
+        detail,
+    };
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => return Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(error) => return Err(file_error(format!("cannot create it: {error}"))),
+    }
+    let metadata = std::fs::metadata(path).map_err(|error| file_error(error.to_string()))?;
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(file_error(format!(
+            "permissions are {mode:o}; it holds every sealed secret and must be readable by its owner only: chmod 600 {}",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Owns the redb database and the seal key.
 pub struct Store {
     database: Database,
@@ -116,8 +146,11 @@ fn encode<T: Serialize>(table: Table, key: &str, record: &T) -> StoreResult<Vec<
 }
 
 impl Store {
-    /// Opens (or creates) the store file and brings its schema up to date.
+    /// Opens (or creates, mode 0600) the store file and brings its schema up to date.
+    /// Refuses a file that its group or others can read: it holds every sealed secret, and
+    /// with the seal key, every credential.
     pub fn open(path: &Path, sealer: Sealer) -> StoreResult<Self> {
+        guard_store_file(path)?;
         let database = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create(path)
@@ -332,6 +365,29 @@ mod tests {
     #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
     struct Sample {
         name: String,
+    }
+
+    /// Issue 15: `operator init` made `rotor.redb` 0644 while the seal key was 0600.
+    #[test]
+    fn the_store_file_is_created_owner_only_and_refused_when_others_can_read_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("rotor.redb");
+        drop(Store::open(&path, Sealer::ephemeral()).expect("a new store opens"));
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "a new store file is {mode:o}");
+        drop(Store::open(&path, Sealer::ephemeral()).expect("an owner-only store reopens"));
+        for loose in [0o644, 0o640, 0o604] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(loose)).expect("chmod");
+            let error = match Store::open(&path, Sealer::ephemeral()) {
+                Ok(_) => panic!("a store file with mode {loose:o} was opened"),
+                Err(error) => error.to_string(),
+            };
+            assert!(
+                error.contains(&format!("chmod 600 {}", path.display())),
+                "the refusal names the fix: {error}"
+            );
+        }
     }
 
     #[test]

@@ -20,8 +20,31 @@ pub fn curl(
     token: Option<&str>,
     body: Option<&Value>,
 ) -> Result<(u16, Value)> {
+    curl_with(controller, method, path, token, body, &[])
+}
+
+/// Like [`curl`], sending `path` exactly as written (`/./` and `//` kept), as an attacker's
+/// client would.
+pub fn curl_path_as_is(
+    controller: &Controller,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> Result<(u16, Value)> {
+    curl_with(controller, method, path, token, None, &["--path-as-is"])
+}
+
+fn curl_with(
+    controller: &Controller,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+    extra_args: &[&str],
+) -> Result<(u16, Value)> {
     let mut command = Command::new("curl");
     command
+        .args(extra_args)
         .args([
             "-sS",
             "-o",
