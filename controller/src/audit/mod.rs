@@ -76,7 +76,8 @@ fn normalize_path(path: &str) -> Result<String, AuditError> {
     let trimmed = path.trim_matches('/');
     let valid = !trimmed.is_empty()
         && trimmed.split('/').all(|segment| {
-            !segment.is_empty()
+            // `.` and `..` are path steps to every HTTP client: a device there is unreachable.
+            !matches!(segment, "" | "." | "..")
                 && segment
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
@@ -85,7 +86,7 @@ fn normalize_path(path: &str) -> Result<String, AuditError> {
         Ok(format!("{trimmed}/"))
     } else {
         Err(AuditError::Invalid(format!(
-            "audit device path '{path}' is invalid: use letters, digits, '-', '_' and '.'"
+            "audit device path '{path}' is invalid: use letters, digits, '-', '_' and '.', and no segment '.' or '..'"
         )))
     }
 }
@@ -425,6 +426,12 @@ mod tests {
         let mut options = file_options(&dir.path().join("a.log"));
         options.insert("log_raw".into(), "true".into());
         assert!(audit.enable("file", "file", "", options).is_err());
+        for dotted in [".", "..", "file/..", "./file"] {
+            let error = audit
+                .enable(dotted, "file", "", file_options(&dir.path().join("b.log")))
+                .expect_err(dotted);
+            assert!(error.to_string().contains("'..'"), "{dotted}: {error}");
+        }
         assert!(!audit.is_enabled());
     }
 

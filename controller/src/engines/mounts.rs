@@ -28,13 +28,14 @@ pub fn normalize_path(path: &str) -> Result<String, ApiError> {
         return Err(ApiError::bad_request("mount path must not be empty"));
     }
     for segment in trimmed.split('/') {
-        let valid = !segment.is_empty()
+        // `.` and `..` are path steps to every HTTP client: a mount there is unreachable.
+        let valid = !matches!(segment, "" | "." | "..")
             && segment
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
         if !valid {
             return Err(ApiError::bad_request(format!(
-                "mount path '{path}' is invalid: segments may hold letters, digits, '-', '_' and '.'"
+                "mount path '{path}' is invalid: segments may hold letters, digits, '-', '_' and '.', and may not be '.' or '..'"
             )));
         }
     }
@@ -121,6 +122,10 @@ mod tests {
         );
         assert!(enable(&store, "sys/x", "os", "").is_err());
         assert!(enable(&store, "a b", "os", "").is_err());
+        for dotted in [".", "..", "team/..", "./os", "a/./b"] {
+            let error = enable(&store, dotted, "os", "").expect_err(dotted);
+            assert!(error.message.contains("'..'"), "{dotted}: {error}");
+        }
         assert!(disable(&store, "os").expect("disable"));
         assert!(!disable(&store, "os").expect("disable twice"));
     }
