@@ -50,6 +50,10 @@ impl std::fmt::Display for ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         tracing::error!(%error, "store failure while serving a request");
+        if let StoreError::Unwritable { .. } = error {
+            // Not the client's fault and not a bug: the server cannot store right now.
+            return ApiError::unavailable(error.to_string());
+        }
         ApiError::internal(format!("internal error: {error}"))
     }
 }

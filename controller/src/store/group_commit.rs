@@ -128,9 +128,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("rotor.redb");
         let store = Arc::new(Store::open(&path, Sealer::ephemeral()).expect("open"));
-        let before = store.group.syncs();
+        let before = store.syncs();
         write_from_threads(&store, 8, 50, false);
-        let syncs = store.group.syncs() - before;
+        let syncs = store.syncs() - before;
         assert!(syncs >= 1, "no durable commit ran");
         assert!(syncs <= 400, "more syncs ({syncs}) than writes");
         drop(store);

@@ -5,13 +5,20 @@
 //! clear. Reads and writes go through [`Store::read`] and [`Store::write`], which run a closure
 //! in one redb transaction: a multi-row change is atomic or absent, and durable before
 //! `write` returns (concurrent writers share one fsync: [`group_commit`]).
+//!
+//! An I/O failure (a full disk above all) poisons a redb database until it is reopened, so
+//! the store closes the database on one and reopens it on the next operation: once space is
+//! freed, writes work again without a restart. Until then every failure says what is wrong in
+//! words a client can act on ([`StoreError::Unwritable`]), and [`Store::check_writable`] lets
+//! `sys/health` report it.
 //! Must not hold policy: what a record means belongs to the module that owns the record type.
 
 pub mod group_commit;
 pub mod schema;
 pub mod seal;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
@@ -30,6 +37,10 @@ pub enum StoreError {
     },
     #[error("store {path}: {detail}")]
     File { path: String, detail: String },
+    #[error(
+        "store {path} cannot be written: {detail}; writes resume by themselves once they can succeed"
+    )]
+    Unwritable { path: String, detail: String },
     #[error("store: {0}")]
     Database(#[from] redb::Error),
     #[error("store record {table}/{key} is unreadable: {detail}")]
@@ -90,6 +101,16 @@ pub fn rest_after_scan(took: std::time::Duration) -> std::time::Duration {
     took.saturating_mul(10)
 }
 
+fn open_file(path: &Path) -> StoreResult<Database> {
+    Database::builder()
+        .set_cache_size(CACHE_BYTES)
+        .create(path)
+        .map_err(|source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        })
+}
+
 /// Creates the store file owner-only when it is missing, and refuses one readable by others.
 fn guard_store_file(path: &Path) -> StoreResult<()> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -120,9 +141,41 @@ fn guard_store_file(path: &Path) -> StoreResult<()> {
 
 /// Owns the redb database and the seal key.
 pub struct Store {
-    database: Database,
+    /// The open database, `None` after an I/O failure closed it until the next operation
+    /// reopens it. A std lock: held only to clone or swap the `Arc`, never across IO.
+    current: RwLock<Option<Arc<OpenDatabase>>>,
+    /// The file behind the database (`None`: in memory, which cannot be reopened).
+    file: Option<PathBuf>,
     sealer: Sealer,
+    /// Why storage last failed, until an operation succeeds again: what `sys/health` reports.
+    failure: Mutex<Option<String>>,
+}
+
+/// One opening of the database and its group commit. A commit's durability ticket belongs
+/// to the opening it was made in: after a reopen, a durable commit of the new opening never
+/// vouches for a commit the failed one lost.
+struct OpenDatabase {
+    database: Database,
     group: group_commit::GroupCommit,
+}
+
+fn describe_io(io: &std::io::Error) -> String {
+    if io.raw_os_error() == Some(28) || io.kind() == std::io::ErrorKind::StorageFull {
+        "no space left on its filesystem (disk full): free space there".to_string()
+    } else {
+        format!("I/O error: {io}")
+    }
+}
+
+/// What an I/O failure was, for a client: `None` when `error` is not one.
+fn io_failure(error: &StoreError) -> Option<String> {
+    match error {
+        StoreError::Database(redb::Error::Io(io)) => Some(describe_io(io)),
+        StoreError::Database(redb::Error::PreviousIo) => {
+            Some("an earlier write failed (I/O error); the store is being reopened".to_string())
+        }
+        _ => None,
+    }
 }
 
 fn definition(table: Table) -> TableDefinition<'static, &'static str, &'static [u8]> {
@@ -151,14 +204,8 @@ impl Store {
     /// with the seal key, every credential.
     pub fn open(path: &Path, sealer: Sealer) -> StoreResult<Self> {
         guard_store_file(path)?;
-        let database = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create(path)
-            .map_err(|source| StoreError::Open {
-                path: path.display().to_string(),
-                source,
-            })?;
-        Self::with_database(database, sealer)
+        let database = open_file(path)?;
+        Self::with_database(database, Some(path.to_path_buf()), sealer)
     }
 
     /// A store that lives only in memory (dev mode and tests).
@@ -169,22 +216,115 @@ impl Store {
                 path: "<memory>".into(),
                 source,
             })?;
-        Self::with_database(database, sealer)
+        Self::with_database(database, None, sealer)
     }
 
-    fn with_database(database: Database, sealer: Sealer) -> StoreResult<Self> {
+    fn with_database(
+        database: Database,
+        file: Option<PathBuf>,
+        sealer: Sealer,
+    ) -> StoreResult<Self> {
         let store = Self {
-            database,
+            current: RwLock::new(Some(Arc::new(OpenDatabase {
+                database,
+                group: group_commit::GroupCommit::default(),
+            }))),
+            file,
             sealer,
-            group: group_commit::GroupCommit::default(),
+            failure: Mutex::new(None),
         };
         schema::migrate(&store)?;
         Ok(store)
     }
 
+    /// The open database, reopening it when an I/O failure closed it.
+    fn database(&self) -> StoreResult<Arc<OpenDatabase>> {
+        if let Some(open) = self
+            .current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            return Ok(open.clone());
+        }
+        let path = self.file.as_deref().unwrap_or(Path::new("<memory>"));
+        let mut slot = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(open) = slot.as_ref() {
+            return Ok(open.clone());
+        }
+        // The failed opening's last users may still hold it (and its file lock) for a moment:
+        // then this attempt fails and the next operation tries again.
+        let database = open_file(path).map_err(|error| {
+            let detail = match &error {
+                StoreError::Open {
+                    source: redb::DatabaseError::Storage(redb::StorageError::Io(io)),
+                    ..
+                } => describe_io(io),
+                _ => error.to_string(),
+            };
+            StoreError::Unwritable {
+                path: path.display().to_string(),
+                detail: format!("it is closed after a failure and could not be reopened: {detail}"),
+            }
+        })?;
+        tracing::warn!(path = %path.display(), "store reopened after an I/O failure");
+        let open = Arc::new(OpenDatabase {
+            database,
+            group: group_commit::GroupCommit::default(),
+        });
+        *slot = Some(open.clone());
+        Ok(open)
+    }
+
+    /// Passes a storage result through. An I/O failure closes `open` (redb refuses every
+    /// later operation on it) so the next operation reopens the file, and is reported as
+    /// [`StoreError::Unwritable`] with words a client can act on.
+    fn checked<T>(&self, open: &Arc<OpenDatabase>, result: StoreResult<T>) -> StoreResult<T> {
+        let error = match result {
+            Ok(value) => return Ok(value),
+            Err(error) => error,
+        };
+        let Some(detail) = io_failure(&error) else {
+            return Err(error);
+        };
+        let path = self
+            .file
+            .as_deref()
+            .map(|path| path.display().to_string())
+            .unwrap_or_else(|| "<memory>".into());
+        tracing::error!(%path, %detail, "store I/O failure: closing the database to reopen it");
+        if self.file.is_some() {
+            let mut slot = self.current.write().unwrap_or_else(PoisonError::into_inner);
+            if slot
+                .as_ref()
+                .is_some_and(|current| Arc::ptr_eq(current, open))
+            {
+                *slot = None;
+            }
+        }
+        *self.failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(detail.clone());
+        Err(StoreError::Unwritable { path, detail })
+    }
+
+    /// Whether the store can write now: `Ok` at once unless a failure was seen, else after a
+    /// small durable write proves it (so `sys/health` turns healthy without a restart).
+    pub fn check_writable(&self) -> StoreResult<()> {
+        let failed = self
+            .failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some();
+        if !failed {
+            return Ok(());
+        }
+        self.write(|tx| tx.put(Table::Meta, "health-probe", &crate::tokens::now_unix()))
+    }
+
     /// Runs `work` in one read transaction.
     pub fn read<T>(&self, work: impl FnOnce(&ReadTx) -> StoreResult<T>) -> StoreResult<T> {
-        let transaction = self.database.begin_read()?;
+        let open = self.database()?;
+        let transaction =
+            self.checked(&open, open.database.begin_read().map_err(StoreError::from))?;
         work(&ReadTx { transaction })
     }
 
@@ -205,7 +345,9 @@ impl Store {
     where
         E: From<StoreError>,
     {
-        let mut transaction = self.database.begin_write().map_err(StoreError::from)?;
+        let open = self.database()?;
+        let mut transaction =
+            self.checked(&open, open.database.begin_write().map_err(StoreError::from))?;
         transaction
             .set_durability(Durability::None)
             .map_err(|error| StoreError::Database(error.into()))?;
@@ -215,9 +357,16 @@ impl Store {
             };
             work(&tx)?
         };
-        transaction.commit().map_err(StoreError::from)?;
-        self.group.make_durable(&self.database)?;
+        self.checked(&open, transaction.commit().map_err(StoreError::from))?;
+        self.checked(&open, open.group.make_durable(&open.database))?;
+        *self.failure.lock().unwrap_or_else(PoisonError::into_inner) = None;
         Ok(output)
+    }
+
+    /// Durable commits run by the current opening (group commit tests).
+    #[cfg(test)]
+    fn syncs(&self) -> u64 {
+        self.database().map(|open| open.group.syncs()).unwrap_or(0)
     }
 
     /// Seals a secret for the row named by `location`.

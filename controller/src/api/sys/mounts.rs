@@ -65,9 +65,14 @@ pub(super) fn specs() -> Vec<PathSpec> {
 fn health(state: AppState, _request: Request) -> HandlerFuture {
     Box::pin(async move {
         let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-        Ok(ApiResponse::raw(
-            StatusCode::OK,
-            json!({
+        // A store that cannot write is a server that cannot rotate: monitors must see it.
+        // (Vault answers 503 when it cannot serve; the body says why.)
+        let store = state.store.check_writable();
+        let status = match &store {
+            Ok(()) => StatusCode::OK,
+            Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        let mut body = json!({
                 "initialized": true,
                 "sealed": false,
                 "standby": false,
@@ -79,8 +84,11 @@ fn health(state: AppState, _request: Request) -> HandlerFuture {
                 "version": state.info.version,
                 "cluster_name": "rotor",
                 "dev_mode": state.info.dev_mode,
-            }),
-        ))
+        });
+        if let Err(error) = store {
+            body["store_error"] = Value::String(error.to_string());
+        }
+        Ok(ApiResponse::raw(status, body))
     })
 }
 
