@@ -202,8 +202,9 @@ pub async fn run(mode: Mode) -> Result<()> {
         Duration::from_secs(30),
         Duration::from_secs(5),
     )?;
-    let endpoint = quinn::Endpoint::server(quic_config, agent_address)
-        .with_context(|| format!("binding the agent listener on {agent_address} (UDP)"))?;
+    // With the store's reset key, agents of a controller killed and restarted reconnect at
+    // their next packet instead of after their heartbeat timeout.
+    let endpoint = crate::dispatch::endpoint::bind(&store, quic_config, agent_address)?;
     let agent_bound = endpoint
         .local_addr()
         .context("reading the agent listener's address")?;

@@ -1,6 +1,7 @@
 //! Foundation, end to end: a configured controller (store on disk) is killed with -9 while
 //! an agent runs; when it comes back on the same store, the agent reconnects by itself and
-//! everything the controller knew is still there.
+//! everything the controller knew is still there; the agent hears of the restart from a
+//! QUIC stateless reset, not its heartbeat timeout.
 
 mod support;
 
@@ -33,6 +34,22 @@ fn agent_reconnects_after_controller_kill_and_restart() -> anyhow::Result<()> {
     assert!(ping["data"]["latency_ms"].as_f64().is_some(), "{ping}");
     // The restarted server did not mint a new root token.
     assert!(!controller.process.stdout().contains("Root Token:"));
+    // Issue 16: the agent learned of the restart from the new endpoint's stateless reset
+    // (same reset key, kept in the store) at its next packet, not by waiting out its
+    // heartbeat timeout. Judged by the reason it logged, not by a clock.
+    let agent_log = agent.process()?.stderr();
+    let lost: Vec<&str> = agent_log
+        .lines()
+        .filter(|line| line.contains("link to the controller lost"))
+        .collect();
+    assert!(
+        lost.iter().any(|line| line.contains("reset by peer")),
+        "the agent did not see a stateless reset from the restarted controller: {lost:?}"
+    );
+    assert!(
+        !lost.iter().any(|line| line.contains("no heartbeat")),
+        "the agent waited for its heartbeat timeout: {lost:?}"
+    );
     Ok(())
 }
 

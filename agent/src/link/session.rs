@@ -117,9 +117,21 @@ pub async fn run(
             End::Shutdown
         }
     };
-    if let End::Lost(_) = &end {
-        connection.close(quinn::VarInt::from_u32(0), b"link lost");
-    }
+    let end = match end {
+        End::Lost(detail) => {
+            // Say why the connection ended when QUIC knows (a restarted controller's stateless
+            // reset shows as "reset by peer"); a stream error alone says only "connection lost".
+            let detail = match connection.close_reason() {
+                Some(reason) if !detail.contains(&reason.to_string()) => {
+                    format!("{detail} ({reason})")
+                }
+                _ => detail,
+            };
+            connection.close(quinn::VarInt::from_u32(0), b"link lost");
+            End::Lost(detail)
+        }
+        other => other,
+    };
     let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
     Ok(end)
 }

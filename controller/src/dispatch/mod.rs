@@ -7,6 +7,7 @@
 //! bidirectional stream. Engines call `submit`; they never see QUIC. Must not decide what a
 //! job means.
 
+pub mod endpoint;
 pub mod link;
 pub mod queue;
 pub mod registry;
