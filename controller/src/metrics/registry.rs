@@ -139,6 +139,9 @@ pub struct Registry {
     verifications: Mutex<BTreeMap<(VerificationKind, &'static str), u64>>,
     api_requests: Vec<AtomicU64>,
     api_latency: Histogram,
+    /// Broken invariants the controller survived (a poisoned lock, …), by kind: each is a
+    /// bug to report, so it is counted as well as logged.
+    internal_errors: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 /// The counters at one moment, for rendering.
@@ -149,6 +152,7 @@ pub struct Snapshot {
     pub verifications: Vec<(&'static str, &'static str, u64)>,
     pub api_requests: Vec<(u16, u64)>,
     pub api_latency: HistogramSnapshot,
+    pub internal_errors: Vec<(&'static str, u64)>,
 }
 
 impl Default for Registry {
@@ -165,7 +169,17 @@ impl Registry {
             verifications: Mutex::new(BTreeMap::new()),
             api_requests: (0..STATUS_SLOTS).map(|_| AtomicU64::new(0)).collect(),
             api_latency: Histogram::new(API_BUCKETS),
+            internal_errors: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// The controller hit (and survived) a broken invariant of `kind`.
+    pub fn internal_error(&self, kind: &'static str) {
+        let mut counts = self
+            .internal_errors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *counts.entry(kind).or_insert(0) += 1;
     }
 
     /// One account's rotation attempt ended with `outcome` after `elapsed`.
@@ -222,7 +236,13 @@ impl Registry {
                 (count > 0).then(|| (u16::try_from(status).unwrap_or(0), count))
             })
             .collect();
+        let internal_errors = self
+            .internal_errors
+            .lock()
+            .map(|counts| counts.iter().map(|(kind, count)| (*kind, *count)).collect())
+            .unwrap_or_default();
         Snapshot {
+            internal_errors,
             rotations,
             rotation_latency: self.rotation_latency.snapshot(),
             verifications,

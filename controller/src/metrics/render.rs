@@ -162,7 +162,16 @@ fn families(counters: &Snapshot, fleet: &FleetGauges) -> Vec<Family> {
         Vec::new(),
         SampleValue::Histogram(counters.api_latency.clone()),
     ));
+    let mut internal_errors = Family::new(
+        "rotor_internal_errors_total",
+        "Broken invariants the controller survived, by kind (each one is a bug to report).",
+        Kind::Counter,
+    );
+    for (kind, count) in &counters.internal_errors {
+        internal_errors = internal_errors.number(vec![("kind", (*kind).into())], *count);
+    }
     vec![
+        internal_errors,
         rotations,
         rotation_latency,
         verifications,

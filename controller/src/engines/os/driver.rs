@@ -74,10 +74,15 @@ impl OsEngine {
 
     fn host_lock(&self, mount: &str, host: &str) -> Arc<tokio::sync::Mutex<()>> {
         let key = model::host_key(mount, host);
-        match self.host_locks.lock() {
-            Ok(mut locks) => locks.entry(key).or_default().clone(),
-            Err(_) => Arc::new(tokio::sync::Mutex::new(())),
-        }
+        let mut locks = self.host_locks.lock().unwrap_or_else(|poisoned| {
+            // A thread panicked while it held the map. The map itself is intact (a lookup or
+            // an insert), so keep using it: a fresh lock here would let two jobs touch one
+            // host at once. Said loudly and counted, since a panic there is a bug.
+            tracing::error!(host = %key, "the host-lock map was poisoned by a panic; keeping its locks (one job per host still holds)");
+            metrics::global().internal_error("host_lock_poisoned");
+            poisoned.into_inner()
+        });
+        locks.entry(key).or_default().clone()
     }
 
     fn host_spec(config: &OsConfig, host: &HostRecord) -> HostSpec {
@@ -118,9 +123,22 @@ impl OsEngine {
         }
     }
 
+    /// Runs a job that changes nothing (a login check): under an id of its own.
     async fn run(
         &self,
         host: &HostRecord,
+        job: OsJob,
+        deadline: Duration,
+    ) -> Result<JobEnd, ApiError> {
+        self.run_as(host, JobId::generate(), job, deadline).await
+    }
+
+    /// Runs `job` under `job_id`: for a change, the id recorded with its pending candidates,
+    /// so the agent's journal and the store name the same change.
+    async fn run_as(
+        &self,
+        host: &HostRecord,
+        job_id: JobId,
         job: OsJob,
         deadline: Duration,
     ) -> Result<JobEnd, ApiError> {
@@ -130,7 +148,7 @@ impl OsEngine {
             .submit_for_host(
                 &target,
                 Some(&host.name),
-                JobId::generate(),
+                job_id,
                 JobKind::Os(job),
                 deadline,
             )
@@ -338,7 +356,7 @@ impl OsEngine {
         accounts: Vec<AccountRecord>,
     ) -> Result<Vec<AccountReport>, ApiError> {
         let config = model::read_config(&self.store, mount)?;
-        let job_id = JobId::generate().to_string();
+        let job_id = JobId::generate();
         // Fresh candidates every attempt: a retry never replays a password a host refused.
         // Each from the password policy that applies to it (account > host > config > default).
         let candidates: Vec<(String, Password)> = accounts
@@ -348,7 +366,13 @@ impl OsEngine {
                     .map(|candidate| (account.name.clone(), candidate))
             })
             .collect::<Result<_, ApiError>>()?;
-        model::record_pending_candidates(&self.store, mount, &host.name, &job_id, &candidates)?;
+        model::record_pending_candidates(
+            &self.store,
+            mount,
+            &host.name,
+            &job_id.to_string(),
+            &candidates,
+        )?;
         let by_name: HashMap<&str, &AccountRecord> =
             accounts.iter().map(|a| (a.name.as_str(), a)).collect();
         let changes: Vec<AccountChange> = candidates
@@ -390,8 +414,9 @@ impl OsEngine {
             }
         };
         let end = self
-            .run(
+            .run_as(
                 host,
+                job_id,
                 job,
                 Duration::from_secs(config.rotation_deadline_secs),
             )
@@ -616,18 +641,25 @@ impl OsEngine {
     }
 
     /// Resolves every pending candidate of a mount (after a controller restart, or later
-    /// while some stay inconclusive).
+    /// while some stay inconclusive). One account that cannot be resolved now (its host
+    /// unreachable, its record damaged) is logged and left for the next pass; it never holds
+    /// up the accounts after it.
     pub async fn recover_pending(&self, mount: &str) -> Result<usize, ApiError> {
         let pending = model::accounts_with_pending(&self.store, mount)?;
         let mut resolved = 0;
         for account in pending {
             let lock = self.host_lock(mount, &account.host);
             let _guard = lock.lock().await;
-            let report = self
+            match self
                 .verify_pending_locked(mount, &account.host, &account.name)
-                .await?;
-            if report.status != AccountStatus::Verifying {
-                resolved += 1;
+                .await
+            {
+                Ok(report) if report.status != AccountStatus::Verifying => resolved += 1,
+                Ok(_) => {}
+                Err(error) => tracing::warn!(
+                    mount, host = %account.host, account = %account.name, error = %error.message,
+                    "recovering a pending change failed; the next recovery pass retries it"
+                ),
             }
         }
         Ok(resolved)

@@ -703,6 +703,20 @@ pub fn delete_account(
             }
         }
         let key = account_key(mount, host, account_name);
+        // A change in flight may already be on the host: deleting now would leave a password
+        // there that Rotor no longer knows. The delete waits for the change to settle.
+        if let Some(account) = tx.get::<AccountRecord>(Table::Accounts, &key)?
+            && let Some(pending) = &account.pending
+        {
+            return Err(ApiError::bad_request(format!(
+                "account {account_name} on host {host} has a password change in flight (job {}, started {}); deleting it now could leave a password on the host that Rotor does not know: wait until its status is no longer '{}' (read the account), then delete it",
+                pending.job_id,
+                humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(pending.started_unix)
+                ),
+                account.status.name(),
+            )));
+        }
         tx.delete(Table::Accounts, &key)?;
         tx.delete(Table::Meta, &super::heartbeat::key(mount, host, account_name))?;
         for (version_key, _) in tx.scan::<VersionRecord>(Table::Versions, &versions_prefix(mount, host, account_name))? {
@@ -790,7 +804,11 @@ mod tests {
             .map(|name| (name.to_string(), Password::new(format!("{name}-v2"))))
             .collect();
         record_pending_candidates(&store, mount, "db-1", "job-1", &candidates).expect("pending");
-        delete_account(&store, mount, "db-1", "app2").expect("deleted");
+        // delete_account refuses while a change is in flight; the commit still copes with a
+        // record that vanished some other way.
+        store
+            .write(|tx| tx.delete(Table::Accounts, &account_key(mount, "db-1", "app2")))
+            .expect("deleted");
         let confirmed: Vec<(String, PasswordConfirmed)> = candidates
             .iter()
             .map(|(name, password)| {
@@ -811,5 +829,43 @@ mod tests {
             let current = current_password(&store, mount, &record).expect("current");
             assert_eq!(current.expose(), format!("{name}-v2"));
         }
+    }
+
+    /// Issue 16: deleting an account in the middle of its rotation could leave a password on
+    /// the host that Rotor no longer knows; the delete waits for the change to settle.
+    #[test]
+    fn an_account_cannot_be_deleted_while_its_change_is_in_flight() {
+        let store = Store::in_memory(Sealer::ephemeral()).expect("store");
+        let mount = "os/";
+        create_account(
+            &store,
+            mount,
+            account("app1"),
+            &Password::new("v1".to_string()),
+        )
+        .expect("created");
+        let candidate = vec![("app1".to_string(), Password::new("v2".to_string()))];
+        record_pending_candidates(&store, mount, "db-1", "job-7", &candidate).expect("pending");
+        let error = delete_account(&store, mount, "db-1", "app1").expect_err("refused");
+        assert_eq!(error.status.as_u16(), 400);
+        assert!(
+            error.message.contains("job-7") && error.message.contains("in flight"),
+            "the refusal names the change: {}",
+            error.message
+        );
+        assert!(
+            get_account(&store, mount, "db-1", "app1")
+                .expect("read")
+                .is_some(),
+            "the account and its candidate are kept"
+        );
+        let proof = PasswordConfirmed::from_host_evidence(Password::new("v2".to_string()));
+        commit_confirmed(&store, mount, "db-1", "app1", proof).expect("settled");
+        delete_account(&store, mount, "db-1", "app1").expect("deleted once settled");
+        assert!(
+            get_account(&store, mount, "db-1", "app1")
+                .expect("read")
+                .is_none()
+        );
     }
 }
