@@ -7,10 +7,11 @@
 //! and its path-table entry, token authentication before any routing answer (only a path the
 //! table declares unauthenticated is served without a token, so an anonymous caller cannot map
 //! the API by its 404s and 405s), the ACL check (the capability comes from
-//! the operation, `create` or `update` from the path's existence check, `sudo` for
-//! root-protected paths), field validation, the audit request line (fail closed), counting a
-//! limited-use token, the handler, the audit response line. Must not implement any path
-//! itself: backends declare their paths in tables.
+//! the operation, `create` or `update` from the entry's existence check, `sudo` when the entry
+//! says the operation needs it), field validation, the audit request line (fail closed),
+//! counting a limited-use token, the handler, the audit response line. Must not implement any
+//! path itself, nor know anything about a path its table entry does not say: backends declare
+//! their paths in tables.
 
 pub mod agents;
 pub mod canonical;
@@ -19,6 +20,8 @@ pub mod envelope;
 pub mod error;
 pub mod paths;
 pub mod sys;
+#[cfg(test)]
+mod table_checks;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -35,9 +38,9 @@ use serde_json::{Map, Value};
 
 pub use envelope::ApiResponse;
 pub use error::ApiError;
-pub use paths::{Operation, PathSpec, Request};
+pub use paths::{ExistenceCheck, Operation, PathSpec, Request};
 
-use crate::acl::{Acl, Capabilities, PathPattern, PolicyStore};
+use crate::acl::{Acl, Capabilities, PolicyStore};
 use crate::audit::{AuditAuth, AuditBroker, AuditRequest, AuditResponse};
 use crate::auth;
 use crate::dispatch::Dispatcher;
@@ -162,10 +165,6 @@ impl TokenContext {
         )
     }
 }
-
-/// Tells whether the resource a write names exists (then the write needs `update`,
-/// otherwise `create`).
-pub type ExistenceCheck = fn(&AppState, &Request) -> Result<bool, ApiError>;
 
 /// Largest request body accepted.
 const MAX_BODY_BYTES: usize = 1 << 20;
@@ -298,15 +297,13 @@ pub(crate) fn resolve(store: &Store, path: &str) -> Result<Route, ApiError> {
     }
 }
 
-/// A resolved backend: its table and what the ACL needs to know about it.
+/// A resolved backend: its table (which says everything the ACL needs to know).
 struct Backend {
     mount: String,
     /// The audit log's `mount_type`.
     mount_type: String,
     rest: String,
     table: &'static [PathSpec],
-    root_paths: &'static [&'static str],
-    existence: &'static [(&'static str, ExistenceCheck)],
 }
 
 fn backend(store: &Store, path: &str) -> Result<Backend, ApiError> {
@@ -316,24 +313,18 @@ fn backend(store: &Store, path: &str) -> Result<Backend, ApiError> {
             mount_type: "system".into(),
             rest,
             table: sys::paths(),
-            root_paths: sys::ROOT_PATHS,
-            existence: sys::EXISTENCE_CHECKS,
         },
         Route::Agents { rest } => Backend {
             mount: "agents/".into(),
             mount_type: "agents".into(),
             rest,
             table: agents::paths(),
-            root_paths: &[],
-            existence: &[],
         },
         Route::Token { rest } => Backend {
             mount: auth::TOKEN_MOUNT.into(),
             mount_type: "token".into(),
             rest,
             table: auth::token::paths(),
-            root_paths: auth::token::ROOT_PATHS,
-            existence: &[],
         },
         Route::Engine { mount, kind, rest } => {
             let table = engines::paths(&kind).ok_or_else(|| {
@@ -344,8 +335,6 @@ fn backend(store: &Store, path: &str) -> Result<Backend, ApiError> {
                 mount_type: kind,
                 rest,
                 table,
-                root_paths: &[],
-                existence: &[],
             }
         }
     })
@@ -591,46 +580,41 @@ fn prepare(
         }
     };
     entry.mount_type = backend.mount_type.clone();
-    let handler = matched
-        .spec
-        .operations
-        .iter()
-        .find(|(op, _)| *op == operation)
-        .map(|(_, handler)| *handler)
-        .ok_or_else(|| {
-            if let Err(denied) = refuse_unless_reachable(token.as_ref(), path, operation) {
-                return denied;
-            }
-            let allowed: Vec<&str> = matched
-                .spec
-                .operations
-                .iter()
-                .map(|(op, _)| op.name())
-                .collect();
-            ApiError::method_not_allowed(format!(
-                "'{path}' does not support {}; it supports: {}",
-                operation.name(),
-                allowed.join(", ")
-            ))
-        })?;
+    let handler = matched.spec.handler(operation).ok_or_else(|| {
+        if let Err(denied) = refuse_unless_reachable(token.as_ref(), path, operation) {
+            return denied;
+        }
+        let allowed: Vec<&str> = matched
+            .spec
+            .operations
+            .iter()
+            .map(|(op, _)| op.name())
+            .collect();
+        ApiError::method_not_allowed(format!(
+            "'{path}' does not support {}; it supports: {}",
+            operation.name(),
+            allowed.join(", ")
+        ))
+    })?;
     let counted_token = token
         .as_ref()
         .filter(|token| token.record.num_uses > 0)
         .map(|token| tokens::token_key(token.client_token.expose()));
-    let request = Request {
+    let request = Request::new(
+        matched.spec,
         operation,
-        mount: backend.mount.clone(),
-        path: backend.rest.clone(),
-        params: matched.params,
+        backend.mount.clone(),
+        backend.rest.clone(),
+        matched.params,
         data,
         token,
-    };
-    let needed = needed_capability(state, &backend, matched.spec, &request)?;
+    );
+    let needed = needed_capability(state, matched.spec, &request)?;
     entry.operation = vault_operation_name(needed);
     if let Some(caller) = &request.token {
-        authorize(&backend, path, operation, needed, &caller.acl)?;
+        authorize(matched.spec, path, operation, needed, &caller.acl)?;
     }
-    let warnings = paths::validate_fields(matched.spec, operation, &request.data)?;
+    let warnings = paths::validate_fields(&request)?;
     Ok(Prepared {
         handler,
         request,
@@ -675,7 +659,6 @@ fn refuse_unless_reachable(
 /// `create` when the path's existence check says the resource is new, else `update`.
 fn needed_capability(
     state: &AppState,
-    backend: &Backend,
     spec: &PathSpec,
     request: &Request,
 ) -> Result<Capabilities, ApiError> {
@@ -683,17 +666,10 @@ fn needed_capability(
         Operation::Read => Capabilities::READ,
         Operation::List => Capabilities::LIST,
         Operation::Delete => Capabilities::DELETE,
-        Operation::Write => {
-            let check = backend
-                .existence
-                .iter()
-                .find(|(pattern, _)| *pattern == spec.pattern)
-                .map(|(_, check)| *check);
-            match check {
-                Some(exists) if !exists(state, request)? => Capabilities::CREATE,
-                _ => Capabilities::UPDATE,
-            }
-        }
+        Operation::Write => match spec.existence {
+            Some(exists) if !exists(state, request)? => Capabilities::CREATE,
+            _ => Capabilities::UPDATE,
+        },
     })
 }
 
@@ -708,26 +684,21 @@ fn vault_operation_name(needed: Capabilities) -> &'static str {
 }
 
 /// The ACL check: the needed capability on the full path (lists end in `/`, as in Vault),
-/// plus `sudo` on the backend's root-protected paths.
+/// plus `sudo` when the path's table entry says the operation needs it.
 fn authorize(
-    backend: &Backend,
+    spec: &PathSpec,
     path: &str,
     operation: Operation,
     needed: Capabilities,
     acl: &Acl,
 ) -> Result<(), ApiError> {
-    let (acl_path, rest) = if operation == Operation::List {
-        (format!("{path}/"), format!("{}/", backend.rest))
+    let acl_path = if operation == Operation::List {
+        format!("{path}/")
     } else {
-        (path.to_string(), backend.rest.clone())
+        path.to_string()
     };
     let granted = acl.capabilities(&acl_path);
-    let root_protected = backend.root_paths.iter().any(|pattern| {
-        PathPattern::parse(pattern)
-            .map(|pattern| pattern.matches(&rest))
-            .unwrap_or(true)
-    });
-    let needed = if root_protected {
+    let needed = if spec.needs_sudo(operation) {
         needed.union(Capabilities::SUDO)
     } else {
         needed
@@ -761,6 +732,78 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<TokenContext, A
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::acl::PathPattern;
+
+    /// The root-protected paths as `sys/` and `auth/token/` listed them (ACL globs over the
+    /// path inside the backend, a list's with a trailing `/`) before entries carried `sudo`.
+    const FORMER_SYS_ROOT_PATHS: &[&str] = &[
+        "audit",
+        "audit/*",
+        "leases/revoke-prefix/*",
+        "leases/revoke-force/*",
+        "leases/lookup/*",
+    ];
+    const FORMER_TOKEN_ROOT_PATHS: &[&str] = &["revoke-orphan*", "accessors*"];
+
+    /// Paths a pattern matches: each `{x}` a sample, a `{*rest}` one or two segments.
+    fn samples(pattern: &str) -> Vec<String> {
+        let base: Vec<&str> = pattern
+            .split('/')
+            .map(|segment| {
+                if segment.starts_with('{') {
+                    "sample"
+                } else {
+                    segment
+                }
+            })
+            .collect();
+        let mut paths = vec![base.join("/")];
+        if pattern.contains("{*") {
+            paths.push(format!("{}/deeper", base.join("/")));
+        }
+        paths
+    }
+
+    /// Entries' `sudo` asks for it on exactly the requests the former glob lists did.
+    #[test]
+    fn sudo_on_entries_matches_the_former_root_path_lists() {
+        for (table, former) in [
+            (sys::paths(), FORMER_SYS_ROOT_PATHS),
+            (auth::token::paths(), FORMER_TOKEN_ROOT_PATHS),
+            (agents::paths(), &[][..]),
+        ] {
+            for spec in table {
+                for (operation, _) in &spec.operations {
+                    for rest in samples(spec.pattern) {
+                        assert!(
+                            paths::find(table, &rest)
+                                .is_some_and(|m| m.spec.pattern == spec.pattern),
+                            "{rest} does not route to {}",
+                            spec.pattern
+                        );
+                        let acl_rest = if *operation == Operation::List {
+                            format!("{rest}/")
+                        } else {
+                            rest.clone()
+                        };
+                        let formerly = former
+                            .iter()
+                            .any(|glob| PathPattern::parse(glob).expect("glob").matches(&acl_rest));
+                        assert_eq!(
+                            spec.needs_sudo(*operation),
+                            formerly,
+                            "{} {rest}",
+                            operation.name()
+                        );
+                    }
+                }
+            }
+        }
+        for kind in ["os", "ssh"] {
+            let table = engines::paths(kind).expect("table");
+            assert!(table.iter().all(|spec| spec.sudo.is_empty()), "{kind}");
+        }
+    }
 
     fn query(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs
@@ -790,6 +833,42 @@ mod tests {
         assert_eq!(
             operation_for(&method, &query(&[])).expect("op"),
             Operation::List
+        );
+    }
+
+    /// A handler that reads a field its entry does not declare fails loudly in debug builds.
+    #[tokio::test]
+    async fn undeclared_reads_are_internal_errors_naming_path_and_field() {
+        fn reads_undeclared(_state: AppState, request: Request) -> paths::HandlerFuture {
+            Box::pin(async move {
+                request.bool("lazy")?;
+                Ok(ApiResponse::empty())
+            })
+        }
+        let table = vec![PathSpec::new(
+            "things/{name}",
+            "s",
+            "d",
+            &[],
+            vec![(Operation::Write, reads_undeclared as fn(_, _) -> _)],
+        )];
+        let table: &'static [PathSpec] = Box::leak(table.into_boxed_slice());
+        let state = crate::testing::services();
+        let error = crate::testing::call(
+            &state,
+            table,
+            "x/",
+            Operation::Write,
+            "things/a",
+            serde_json::json!({"lazy": true}),
+        )
+        .await
+        .expect_err("undeclared");
+        assert_eq!(error.status.as_u16(), 500);
+        assert!(
+            error.message.contains("'things/{name}'") && error.message.contains("'lazy'"),
+            "{}",
+            error.message
         );
     }
 }
