@@ -53,6 +53,20 @@ pub enum FieldKind {
     Map,
 }
 
+impl FieldKind {
+    /// The type's name in help, as Vault's `FieldType.String()` spells it.
+    pub fn help_name(self) -> &'static str {
+        match self {
+            FieldKind::String => "string",
+            FieldKind::Int => "int",
+            FieldKind::Bool => "bool",
+            FieldKind::Duration => "duration (sec)",
+            FieldKind::StringList => "slice",
+            FieldKind::Map => "map",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Field {
     pub name: &'static str,
