@@ -50,21 +50,19 @@ pub async fn call_as(
     let matched = find(table, path).unwrap_or_else(|| panic!("no path {path}"));
     let handler = matched
         .spec
-        .operations
-        .iter()
-        .find(|(op, _)| *op == operation)
-        .map(|(_, handler)| *handler)
+        .handler(operation)
         .unwrap_or_else(|| panic!("{path} has no {}", operation.name()));
     let data = body.as_object().cloned().unwrap_or_default();
-    let warnings = validate_fields(matched.spec, operation, &data)?;
-    let request = Request {
+    let request = Request::new(
+        matched.spec,
         operation,
-        mount: mount.to_string(),
-        path: path.to_string(),
-        params: matched.params,
+        mount.to_string(),
+        path.to_string(),
+        matched.params,
         data,
-        token: Some(token),
-    };
+        Some(token),
+    );
+    let warnings = validate_fields(&request)?;
     let mut response = handler(state.clone(), request).await?;
     response.warnings.extend(warnings);
     Ok(response)

@@ -28,34 +28,42 @@ const ENROLL_FIELDS: &[Field] = &[
 
 static PATHS: LazyLock<Vec<PathSpec>> = LazyLock::new(|| {
     vec![
-        PathSpec {
-            pattern: "",
-            synopsis: "Lists enrolled agents.",
-            fields: &[],
-            operations: vec![(Operation::List, list as fn(_, _) -> _)],
-            unauthenticated: false,
-        },
-        PathSpec {
-            pattern: "enroll",
-            synopsis: "Issues a one-time token that enrolls one agent into a site.",
-            fields: ENROLL_FIELDS,
-            operations: vec![(Operation::Write, create_enrollment)],
-            unauthenticated: false,
-        },
-        PathSpec {
-            pattern: "{id}",
-            synopsis: "Reads or revokes an agent.",
-            fields: &[],
-            operations: vec![(Operation::Read, read), (Operation::Delete, revoke)],
-            unauthenticated: false,
-        },
-        PathSpec {
-            pattern: "{id}/ping",
-            synopsis: "Round trip to a connected agent over its QUIC link.",
-            fields: &[],
-            operations: vec![(Operation::Write, ping)],
-            unauthenticated: false,
-        },
+        PathSpec::new(
+            "",
+            "Lists enrolled agents.",
+            "Every enrolled agent's id, with its site and whether it is connected or revoked \
+             in key_info.",
+            &[],
+            vec![(Operation::List, list as fn(_, _) -> _)],
+        ),
+        // Listed before `{id}`: an agent id is 16 generated hex digits, never `enroll`.
+        PathSpec::new(
+            "enroll",
+            "Issues a one-time token that enrolls one agent into a site.",
+            "Answers the token with the agent id it will enroll, the address agents dial and \
+             the controller CA's fingerprint to pin. The token is stored only as a hash, used \
+             once, and expires after ttl. Give it to rotor-agent enroll through \
+             ROTOR_ENROLL_TOKEN.",
+            ENROLL_FIELDS,
+            vec![(Operation::Write, create_enrollment)],
+        ),
+        PathSpec::new(
+            "{id}",
+            "Reads or revokes an agent.",
+            "A read answers the agent's site, certificate, whether it is connected, when it was \
+             last seen and from where, its jobs in flight and the figures it last reported. A \
+             delete revokes it: its link is closed and its certificate refused from then on.",
+            &[],
+            vec![(Operation::Read, read), (Operation::Delete, revoke)],
+        ),
+        PathSpec::new(
+            "{id}/ping",
+            "Round trip to a connected agent over its QUIC link.",
+            "Sends a ping over the agent's link and answers the latency; a 400 when the agent \
+             is not connected.",
+            &[],
+            vec![(Operation::Write, ping)],
+        ),
     ]
 });
 

@@ -7,18 +7,23 @@
 //! and its path-table entry, token authentication before any routing answer (only a path the
 //! table declares unauthenticated is served without a token, so an anonymous caller cannot map
 //! the API by its 404s and 405s), the ACL check (the capability comes from
-//! the operation, `create` or `update` from the path's existence check, `sudo` for
-//! root-protected paths), field validation, the audit request line (fail closed), counting a
-//! limited-use token, the handler, the audit response line. Must not implement any path
-//! itself: backends declare their paths in tables.
+//! the operation, `create` or `update` from the entry's existence check, `sudo` when the entry
+//! says the operation needs it), field validation, the audit request line (fail closed),
+//! counting a limited-use token, the handler, the audit response line. A help request
+//! (`?help=1`, Vault's) takes the same way but needs only a valid token, and its answer comes
+//! from the entry (`help.rs`). Must not implement any path itself, nor know anything about a
+//! path its table entry does not say: backends declare their paths in tables.
 
 pub mod agents;
 pub mod canonical;
 pub mod connections;
 pub mod envelope;
 pub mod error;
+pub mod help;
 pub mod paths;
 pub mod sys;
+#[cfg(test)]
+mod table_checks;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -35,9 +40,9 @@ use serde_json::{Map, Value};
 
 pub use envelope::ApiResponse;
 pub use error::ApiError;
-pub use paths::{Operation, PathSpec, Request};
+pub use paths::{ExistenceCheck, Operation, PathSpec, Request};
 
-use crate::acl::{Acl, Capabilities, PathPattern, PolicyStore};
+use crate::acl::{Acl, Capabilities, PolicyStore};
 use crate::audit::{AuditAuth, AuditBroker, AuditRequest, AuditResponse};
 use crate::auth;
 use crate::dispatch::Dispatcher;
@@ -162,10 +167,6 @@ impl TokenContext {
         )
     }
 }
-
-/// Tells whether the resource a write names exists (then the write needs `update`,
-/// otherwise `create`).
-pub type ExistenceCheck = fn(&AppState, &Request) -> Result<bool, ApiError>;
 
 /// Largest request body accepted.
 const MAX_BODY_BYTES: usize = 1 << 20;
@@ -298,15 +299,13 @@ pub(crate) fn resolve(store: &Store, path: &str) -> Result<Route, ApiError> {
     }
 }
 
-/// A resolved backend: its table and what the ACL needs to know about it.
+/// A resolved backend: its table (which says everything the ACL needs to know).
 struct Backend {
     mount: String,
     /// The audit log's `mount_type`.
     mount_type: String,
     rest: String,
     table: &'static [PathSpec],
-    root_paths: &'static [&'static str],
-    existence: &'static [(&'static str, ExistenceCheck)],
 }
 
 fn backend(store: &Store, path: &str) -> Result<Backend, ApiError> {
@@ -316,24 +315,18 @@ fn backend(store: &Store, path: &str) -> Result<Backend, ApiError> {
             mount_type: "system".into(),
             rest,
             table: sys::paths(),
-            root_paths: sys::ROOT_PATHS,
-            existence: sys::EXISTENCE_CHECKS,
         },
         Route::Agents { rest } => Backend {
             mount: "agents/".into(),
             mount_type: "agents".into(),
             rest,
             table: agents::paths(),
-            root_paths: &[],
-            existence: &[],
         },
         Route::Token { rest } => Backend {
             mount: auth::TOKEN_MOUNT.into(),
             mount_type: "token".into(),
             rest,
             table: auth::token::paths(),
-            root_paths: auth::token::ROOT_PATHS,
-            existence: &[],
         },
         Route::Engine { mount, kind, rest } => {
             let table = engines::paths(&kind).ok_or_else(|| {
@@ -344,8 +337,6 @@ fn backend(store: &Store, path: &str) -> Result<Backend, ApiError> {
                 mount_type: kind,
                 rest,
                 table,
-                root_paths: &[],
-                existence: &[],
             }
         }
     })
@@ -413,14 +404,38 @@ struct Call<'a> {
     remote: Option<String>,
 }
 
-/// A request that passed authentication and the ACL, ready for its handler.
+/// A request that passed authentication and the ACL, ready to run.
 struct Prepared {
-    handler: paths::Handler,
-    request: Request,
+    action: Action,
+    /// The caller's accessor (`None`: an unauthenticated path).
+    caller_accessor: Option<String>,
     /// The caller's token store key, when its uses are counted.
     counted_token: Option<String>,
     /// Unknown fields the validator found, for the answer's warnings.
     warnings: Vec<String>,
+}
+
+/// What a prepared request does.
+enum Action {
+    /// Runs the path's handler.
+    Handle(paths::Handler, Box<Request>),
+    /// Answers from the path table alone (help).
+    Answer(ApiResponse),
+}
+
+impl Action {
+    async fn run(self, state: &AppState) -> Result<ApiResponse, ApiError> {
+        match self {
+            Action::Handle(handler, request) => handler(state.clone(), *request).await,
+            Action::Answer(response) => Ok(response),
+        }
+    }
+}
+
+/// Whether the caller asks for a path's help: `?help=` with any value, or the `HELP` method,
+/// as Vault's `wrapHelpHandler` reads it.
+fn wants_help(method: &Method, query: &HashMap<String, String>) -> bool {
+    method.as_str() == "HELP" || query.get("help").is_some_and(|value| !value.is_empty())
 }
 
 async fn handle(state: &AppState, call: Call<'_>) -> Result<ApiResponse, ApiError> {
@@ -431,20 +446,28 @@ async fn handle(state: &AppState, call: Call<'_>) -> Result<ApiResponse, ApiErro
         )));
     };
     let path = path?;
-    let operation = match operation_for(call.method, call.query) {
-        Ok(operation) => operation,
-        Err(error) => {
-            // Whether a method is supported is no business of a caller the path is closed to.
-            let caller = authenticate(state, call.headers)?;
-            let granted = caller.acl.capabilities(&path).normalized();
-            if granted.is_empty() || granted.contains(Capabilities::DENY) {
-                return Err(ApiError::permission_denied());
+    // `None`: help, which reads nothing from the body or the query.
+    let operation = if wants_help(call.method, call.query) {
+        None
+    } else {
+        match operation_for(call.method, call.query) {
+            Ok(operation) => Some(operation),
+            Err(error) => {
+                // Whether a method is supported is no business of a caller the path is closed to.
+                let caller = authenticate(state, call.headers)?;
+                let granted = caller.acl.capabilities(&path).normalized();
+                if granted.is_empty() || granted.contains(Capabilities::DENY) {
+                    return Err(ApiError::permission_denied());
+                }
+                return Err(error);
             }
-            return Err(error);
         }
     };
-    let mut data = parse_body(call.body)?;
-    if operation == Operation::Read {
+    let mut data = match operation {
+        Some(_) => parse_body(call.body)?,
+        None => Map::new(),
+    };
+    if operation == Some(Operation::Read) {
         for (key, value) in call.query {
             data.entry(key.clone())
                 .or_insert_with(|| Value::String(value.clone()));
@@ -454,7 +477,7 @@ async fn handle(state: &AppState, call: Call<'_>) -> Result<ApiResponse, ApiErro
     let audited = path != "sys/health";
     let mut entry = AuditRequest {
         id: call.request_id.to_string(),
-        operation: operation.name(),
+        operation: operation.map_or("help", Operation::name),
         mount_type: String::new(),
         path: path.clone(),
         data: if audited { data.clone() } else { Map::new() },
@@ -464,7 +487,7 @@ async fn handle(state: &AppState, call: Call<'_>) -> Result<ApiResponse, ApiErro
     let prepared = prepare(state, &path, operation, data, call.headers, &mut entry);
     if !audited {
         let prepared = prepared?;
-        let mut response = (prepared.handler)(state.clone(), prepared.request).await?;
+        let mut response = prepared.action.run(state).await?;
         response.warnings.extend(prepared.warnings);
         return Ok(response);
     }
@@ -505,12 +528,8 @@ async fn handle(state: &AppState, call: Call<'_>) -> Result<ApiResponse, ApiErro
             return Err(error);
         }
     }
-    let caller_accessor = prepared
-        .request
-        .token
-        .as_ref()
-        .map(|token| token.accessor.clone());
-    let mut result = (prepared.handler)(state.clone(), prepared.request).await;
+    let caller_accessor = prepared.caller_accessor;
+    let mut result = prepared.action.run(state).await;
     if let Ok(response) = &mut result {
         response.warnings.extend(prepared.warnings);
     }
@@ -554,10 +573,12 @@ async fn handle(state: &AppState, call: Call<'_>) -> Result<ApiResponse, ApiErro
 }
 
 /// Everything before the handler: route, match, authenticate, authorise, validate.
+/// `operation` is `None` for help, which any valid token may read on any path (Vault's ACL
+/// always allows help) and which needs a token even on an unauthenticated path.
 fn prepare(
     state: &AppState,
     path: &str,
-    operation: Operation,
+    operation: Option<Operation>,
     data: Map<String, Value>,
     headers: &HeaderMap,
     entry: &mut AuditRequest,
@@ -567,7 +588,8 @@ fn prepare(
             .ok_or_else(|| ApiError::not_found(format!("unsupported path '{path}'")))?;
         Ok((backend, matched))
     });
-    let unauthenticated = matches!(&routed, Ok((_, matched)) if matched.spec.unauthenticated);
+    let unauthenticated =
+        operation.is_some() && matches!(&routed, Ok((_, matched)) if matched.spec.unauthenticated);
     let token = if unauthenticated {
         None
     } else {
@@ -586,54 +608,56 @@ fn prepare(
     let (backend, matched) = match routed {
         Ok(found) => found,
         Err(error) => {
-            refuse_unless_reachable(token.as_ref(), path, operation)?;
+            if let Some(operation) = operation {
+                refuse_unless_reachable(token.as_ref(), path, operation)?;
+            }
             return Err(error);
         }
     };
     entry.mount_type = backend.mount_type.clone();
-    let handler = matched
-        .spec
-        .operations
-        .iter()
-        .find(|(op, _)| *op == operation)
-        .map(|(_, handler)| *handler)
-        .ok_or_else(|| {
-            if let Err(denied) = refuse_unless_reachable(token.as_ref(), path, operation) {
-                return denied;
-            }
-            let allowed: Vec<&str> = matched
-                .spec
-                .operations
-                .iter()
-                .map(|(op, _)| op.name())
-                .collect();
-            ApiError::method_not_allowed(format!(
-                "'{path}' does not support {}; it supports: {}",
-                operation.name(),
-                allowed.join(", ")
-            ))
-        })?;
+    let spec = matched.spec;
     let counted_token = token
         .as_ref()
         .filter(|token| token.record.num_uses > 0)
         .map(|token| tokens::token_key(token.client_token.expose()));
-    let request = Request {
+    let caller_accessor = token.as_ref().map(|token| token.accessor.clone());
+    let Some(operation) = operation else {
+        return Ok(Prepared {
+            action: Action::Answer(help::answer(spec, &backend.mount, &backend.rest)),
+            caller_accessor,
+            counted_token,
+            warnings: Vec::new(),
+        });
+    };
+    let handler = spec.handler(operation).ok_or_else(|| {
+        if let Err(denied) = refuse_unless_reachable(token.as_ref(), path, operation) {
+            return denied;
+        }
+        let allowed: Vec<&str> = spec.operations.iter().map(|(op, _)| op.name()).collect();
+        ApiError::method_not_allowed(format!(
+            "'{path}' does not support {}; it supports: {}",
+            operation.name(),
+            allowed.join(", ")
+        ))
+    })?;
+    let request = Request::new(
+        spec,
         operation,
-        mount: backend.mount.clone(),
-        path: backend.rest.clone(),
-        params: matched.params,
+        backend.mount.clone(),
+        backend.rest.clone(),
+        matched.params,
         data,
         token,
-    };
-    let needed = needed_capability(state, &backend, matched.spec, &request)?;
+    );
+    let needed = needed_capability(state, spec, &request)?;
     entry.operation = vault_operation_name(needed);
     if let Some(caller) = &request.token {
-        authorize(&backend, path, operation, needed, &caller.acl)?;
+        authorize(spec, path, operation, needed, &caller.acl)?;
     }
-    let warnings = paths::validate_fields(matched.spec, operation, &request.data)?;
+    let warnings = paths::validate_fields(&request)?;
     Ok(Prepared {
-        handler,
-        request,
+        action: Action::Handle(handler, Box::new(request)),
+        caller_accessor,
         counted_token,
         warnings,
     })
@@ -675,7 +699,6 @@ fn refuse_unless_reachable(
 /// `create` when the path's existence check says the resource is new, else `update`.
 fn needed_capability(
     state: &AppState,
-    backend: &Backend,
     spec: &PathSpec,
     request: &Request,
 ) -> Result<Capabilities, ApiError> {
@@ -683,17 +706,10 @@ fn needed_capability(
         Operation::Read => Capabilities::READ,
         Operation::List => Capabilities::LIST,
         Operation::Delete => Capabilities::DELETE,
-        Operation::Write => {
-            let check = backend
-                .existence
-                .iter()
-                .find(|(pattern, _)| *pattern == spec.pattern)
-                .map(|(_, check)| *check);
-            match check {
-                Some(exists) if !exists(state, request)? => Capabilities::CREATE,
-                _ => Capabilities::UPDATE,
-            }
-        }
+        Operation::Write => match spec.existence {
+            Some(exists) if !exists(state, request)? => Capabilities::CREATE,
+            _ => Capabilities::UPDATE,
+        },
     })
 }
 
@@ -708,26 +724,21 @@ fn vault_operation_name(needed: Capabilities) -> &'static str {
 }
 
 /// The ACL check: the needed capability on the full path (lists end in `/`, as in Vault),
-/// plus `sudo` on the backend's root-protected paths.
+/// plus `sudo` when the path's table entry says the operation needs it.
 fn authorize(
-    backend: &Backend,
+    spec: &PathSpec,
     path: &str,
     operation: Operation,
     needed: Capabilities,
     acl: &Acl,
 ) -> Result<(), ApiError> {
-    let (acl_path, rest) = if operation == Operation::List {
-        (format!("{path}/"), format!("{}/", backend.rest))
+    let acl_path = if operation == Operation::List {
+        format!("{path}/")
     } else {
-        (path.to_string(), backend.rest.clone())
+        path.to_string()
     };
     let granted = acl.capabilities(&acl_path);
-    let root_protected = backend.root_paths.iter().any(|pattern| {
-        PathPattern::parse(pattern)
-            .map(|pattern| pattern.matches(&rest))
-            .unwrap_or(true)
-    });
-    let needed = if root_protected {
+    let needed = if spec.needs_sudo(operation) {
         needed.union(Capabilities::SUDO)
     } else {
         needed
@@ -761,6 +772,78 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<TokenContext, A
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::acl::PathPattern;
+
+    /// The root-protected paths as `sys/` and `auth/token/` listed them (ACL globs over the
+    /// path inside the backend, a list's with a trailing `/`) before entries carried `sudo`.
+    const FORMER_SYS_ROOT_PATHS: &[&str] = &[
+        "audit",
+        "audit/*",
+        "leases/revoke-prefix/*",
+        "leases/revoke-force/*",
+        "leases/lookup/*",
+    ];
+    const FORMER_TOKEN_ROOT_PATHS: &[&str] = &["revoke-orphan*", "accessors*"];
+
+    /// Paths a pattern matches: each `{x}` a sample, a `{*rest}` one or two segments.
+    fn samples(pattern: &str) -> Vec<String> {
+        let base: Vec<&str> = pattern
+            .split('/')
+            .map(|segment| {
+                if segment.starts_with('{') {
+                    "sample"
+                } else {
+                    segment
+                }
+            })
+            .collect();
+        let mut paths = vec![base.join("/")];
+        if pattern.contains("{*") {
+            paths.push(format!("{}/deeper", base.join("/")));
+        }
+        paths
+    }
+
+    /// Entries' `sudo` asks for it on exactly the requests the former glob lists did.
+    #[test]
+    fn sudo_on_entries_matches_the_former_root_path_lists() {
+        for (table, former) in [
+            (sys::paths(), FORMER_SYS_ROOT_PATHS),
+            (auth::token::paths(), FORMER_TOKEN_ROOT_PATHS),
+            (agents::paths(), &[][..]),
+        ] {
+            for spec in table {
+                for (operation, _) in &spec.operations {
+                    for rest in samples(spec.pattern) {
+                        assert!(
+                            paths::find(table, &rest)
+                                .is_some_and(|m| m.spec.pattern == spec.pattern),
+                            "{rest} does not route to {}",
+                            spec.pattern
+                        );
+                        let acl_rest = if *operation == Operation::List {
+                            format!("{rest}/")
+                        } else {
+                            rest.clone()
+                        };
+                        let formerly = former
+                            .iter()
+                            .any(|glob| PathPattern::parse(glob).expect("glob").matches(&acl_rest));
+                        assert_eq!(
+                            spec.needs_sudo(*operation),
+                            formerly,
+                            "{} {rest}",
+                            operation.name()
+                        );
+                    }
+                }
+            }
+        }
+        for kind in ["os", "ssh"] {
+            let table = engines::paths(kind).expect("table");
+            assert!(table.iter().all(|spec| spec.sudo.is_empty()), "{kind}");
+        }
+    }
 
     fn query(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs
@@ -790,6 +873,166 @@ mod tests {
         assert_eq!(
             operation_for(&method, &query(&[])).expect("op"),
             Operation::List
+        );
+    }
+
+    /// Runs one request through `handle` (everything but the HTTP listener).
+    async fn call(
+        state: &AppState,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        token: Option<&str>,
+    ) -> Result<ApiResponse, ApiError> {
+        let method = Method::from_bytes(method.as_bytes()).expect("method");
+        let query = query
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut headers = HeaderMap::new();
+        if let Some(token) = token {
+            headers.insert("x-vault-token", token.parse().expect("header"));
+        }
+        let raw_path = format!("/v1/{path}");
+        let call = Call {
+            request_id: "request-1",
+            method: &method,
+            raw_path: &raw_path,
+            path: Some(canonical::canonical_path(path)),
+            query: &query,
+            headers: &headers,
+            body: &Bytes::new(),
+            remote: None,
+        };
+        handle(state, call).await
+    }
+
+    fn help_of(response: &ApiResponse) -> String {
+        let (status, body) = response.raw.as_ref().expect("a raw body");
+        assert_eq!(*status, axum::http::StatusCode::OK);
+        assert!(body["openapi"]["paths"].is_object(), "{body}");
+        body["help"].as_str().expect("help text").to_string()
+    }
+
+    /// `?help=1` answers the table entry's help to any valid token, even one whose policies
+    /// grant nothing on the path (Vault's ACL always allows help); never without a token.
+    #[tokio::test]
+    async fn help_comes_from_the_table_for_any_token() {
+        let state = crate::testing::services();
+        engines::mounts::enable(&state.store, "os", "os", "").expect("mount");
+        tokens::store_root_token(&state.store, "root-token-1").expect("root");
+        let mut record = TokenContext::root_for_tests("accessor-default").record;
+        record.policies = vec!["default".into()];
+        tokens::insert(&state.store, "default-token-1", &record).expect("token");
+
+        let help = help_of(
+            &call(
+                &state,
+                "GET",
+                "os/hosts/web-01",
+                &[("help", "1")],
+                Some("root-token-1"),
+            )
+            .await
+            .expect("help"),
+        );
+        assert!(
+            help.contains("Request:        hosts/web-01\nMatching Route: hosts/{host}\n"),
+            "{help}"
+        );
+        assert!(help.contains("\n    ssh_host_key (string)\n"), "{help}");
+        assert!(help.contains("## DESCRIPTION"), "{help}");
+
+        // A token that may not read the path still gets its help, as in Vault.
+        let denied = call(
+            &state,
+            "GET",
+            "os/hosts/web-01",
+            &[],
+            Some("default-token-1"),
+        )
+        .await;
+        assert_eq!(denied.expect_err("denied").status.as_u16(), 403);
+        let help = help_of(
+            &call(
+                &state,
+                "GET",
+                "os/hosts/web-01/accounts/app",
+                &[("help", "1")],
+                Some("default-token-1"),
+            )
+            .await
+            .expect("help"),
+        );
+        assert!(help.contains("\n    lazy_rotation (bool)\n"), "{help}");
+
+        // The HELP method too, and on an unauthenticated path; but never without a token.
+        let help = help_of(
+            &call(&state, "HELP", "sys/health", &[], Some("root-token-1"))
+                .await
+                .expect("help"),
+        );
+        assert!(help.contains("Matching Route: health"), "{help}");
+        let anonymous = call(&state, "GET", "sys/health", &[("help", "1")], None).await;
+        assert_eq!(anonymous.expect_err("no token").status.as_u16(), 403);
+        let bad = call(
+            &state,
+            "GET",
+            "sys/health",
+            &[("help", "1")],
+            Some("not-a-token"),
+        )
+        .await;
+        assert_eq!(bad.expect_err("bad token").status.as_u16(), 403);
+
+        // No path there: Vault's "unsupported path".
+        let missing = call(
+            &state,
+            "GET",
+            "os/nothing/here",
+            &[("help", "1")],
+            Some("root-token-1"),
+        )
+        .await;
+        assert_eq!(missing.expect_err("missing").status.as_u16(), 404);
+        // An empty help= is no help request.
+        let read = call(&state, "GET", "sys/health", &[("help", "")], None).await;
+        assert!(read.expect("health").raw.is_some());
+    }
+
+    /// A handler that reads a field its entry does not declare fails loudly in debug builds.
+    #[tokio::test]
+    async fn undeclared_reads_are_internal_errors_naming_path_and_field() {
+        fn reads_undeclared(_state: AppState, request: Request) -> paths::HandlerFuture {
+            Box::pin(async move {
+                request.bool("lazy")?;
+                Ok(ApiResponse::empty())
+            })
+        }
+        let table = vec![PathSpec::new(
+            "things/{name}",
+            "s",
+            "d",
+            &[],
+            vec![(Operation::Write, reads_undeclared as fn(_, _) -> _)],
+        )];
+        let table: &'static [PathSpec] = Box::leak(table.into_boxed_slice());
+        let state = crate::testing::services();
+        let error = crate::testing::call(
+            &state,
+            table,
+            "x/",
+            Operation::Write,
+            "things/a",
+            serde_json::json!({"lazy": true}),
+        )
+        .await
+        .expect_err("undeclared");
+        assert_eq!(error.status.as_u16(), 500);
+        assert!(
+            error.message.contains("'things/{name}'") && error.message.contains("'lazy'"),
+            "{}",
+            error.message
         );
     }
 }

@@ -1,10 +1,14 @@
 //! Path tables: how a backend declares its surface, and the router that reads them.
 //!
-//! A [`PathSpec`] is data: a pattern (`hosts/{host}/accounts/{account}`, `mounts/{*path}`),
-//! the fields it takes (type, required, sensitive, description) and a handler per operation.
-//! The router matches a request against a backend's table, refuses a wrong method with 405,
-//! checks field types and required fields (400 naming the field) and warns about unknown
-//! fields, so handlers read already-validated input. Must not know what any path does.
+//! A [`PathSpec`] is data, as a path of Vault's framework: a pattern
+//! (`hosts/{host}/accounts/{account}`, `mounts/{*path}`), synopsis and description, the fields
+//! it takes (type, required, sensitive, description), a handler per operation, the existence
+//! check that tells `create` from `update`, the operations that need `sudo`, and whether it is
+//! served without a token. The router matches a request against a backend's table, refuses a
+//! wrong method with 405, checks field types and required fields (400 naming the field) and
+//! warns about unknown fields, so handlers read already-validated input; [`Request`] refuses
+//! (in debug builds) to read a field the path does not declare. Must not know what any path
+//! does.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -49,6 +53,20 @@ pub enum FieldKind {
     Map,
 }
 
+impl FieldKind {
+    /// The type's name in help, as Vault's `FieldType.String()` spells it.
+    pub fn help_name(self) -> &'static str {
+        match self {
+            FieldKind::String => "string",
+            FieldKind::Int => "int",
+            FieldKind::Bool => "bool",
+            FieldKind::Duration => "duration (sec)",
+            FieldKind::StringList => "slice",
+            FieldKind::Map => "map",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Field {
     pub name: &'static str,
@@ -82,17 +100,104 @@ impl Field {
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<ApiResponse, ApiError>> + Send>>;
 pub type Handler = fn(AppState, Request) -> HandlerFuture;
 
-/// One path of a backend.
+/// Tells whether the resource a write names exists (then the write needs `update`,
+/// otherwise `create`).
+pub type ExistenceCheck = fn(&AppState, &Request) -> Result<bool, ApiError>;
+
+/// One path of a backend: everything the router, the ACL, help and audit know about it.
 pub struct PathSpec {
     pub pattern: &'static str,
+    /// One line: what the path is (help, OpenAPI summary).
     pub synopsis: &'static str,
+    /// What it does, in a few sentences: help's DESCRIPTION.
+    pub description: &'static str,
+    /// Every field a handler of this path reads; reading another is an internal error in
+    /// debug builds (see [`Request`]).
     pub fields: &'static [Field],
     pub operations: Vec<(Operation, Handler)>,
+    /// Whether a write's resource exists: a write needs `create` when it does not, `update`
+    /// when it does. Without one a write needs `update`, as in Vault.
+    pub existence: Option<ExistenceCheck>,
+    /// The operations that also need `sudo` (Vault's root-protected paths).
+    pub sudo: &'static [Operation],
     /// Served without a token (Vault: `sys/health`, `ssh/verify`, `ssh/public_key`).
     pub unauthenticated: bool,
 }
 
+impl PathSpec {
+    /// An authenticated path without an existence check or `sudo`; the builders below add
+    /// those.
+    pub fn new(
+        pattern: &'static str,
+        synopsis: &'static str,
+        description: &'static str,
+        fields: &'static [Field],
+        operations: Vec<(Operation, Handler)>,
+    ) -> Self {
+        Self {
+            pattern,
+            synopsis,
+            description,
+            fields,
+            operations,
+            existence: None,
+            sudo: &[],
+            unauthenticated: false,
+        }
+    }
+
+    /// Served without a token.
+    pub fn unauthenticated(mut self) -> Self {
+        self.unauthenticated = true;
+        self
+    }
+
+    /// `operations` also need `sudo`.
+    pub fn sudo(mut self, operations: &'static [Operation]) -> Self {
+        self.sudo = operations;
+        self
+    }
+
+    /// Writes need `create` or `update` as `check` answers.
+    pub fn existence(mut self, check: ExistenceCheck) -> Self {
+        self.existence = Some(check);
+        self
+    }
+
+    /// The handler of `operation`, if the path supports it.
+    pub fn handler(&self, operation: Operation) -> Option<Handler> {
+        self.operations
+            .iter()
+            .find(|(supported, _)| *supported == operation)
+            .map(|(_, handler)| *handler)
+    }
+
+    /// Whether `operation` on this path also needs `sudo`.
+    pub fn needs_sudo(&self, operation: Operation) -> bool {
+        self.sudo.contains(&operation)
+    }
+
+    /// The declared field called `name`.
+    pub fn field(&self, name: &str) -> Option<&'static Field> {
+        self.fields.iter().find(|field| field.name == name)
+    }
+}
+
+impl std::fmt::Debug for PathSpec {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("PathSpec")
+            .field("pattern", &self.pattern)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A validated request, as a handler sees it.
+///
+/// Fields are read only through the accessors, which know the matched path's declared
+/// fields: in debug builds (every test, every e2e run) reading a field the table does not
+/// declare is a 500 naming the path and the field, so an undeclared read cannot pass a test
+/// that exercises its handler.
 #[derive(Debug)]
 pub struct Request {
     pub operation: Operation,
@@ -101,8 +206,12 @@ pub struct Request {
     /// The path inside the mount.
     pub path: String,
     pub params: HashMap<String, String>,
-    pub data: Map<String, Value>,
     pub token: Option<TokenContext>,
+    data: Map<String, Value>,
+    /// The pattern of the matched path, for messages.
+    pattern: &'static str,
+    /// What the matched path declares.
+    fields: &'static [Field],
 }
 
 fn type_error(field: &str, expected: &str) -> ApiError {
@@ -110,14 +219,63 @@ fn type_error(field: &str, expected: &str) -> ApiError {
 }
 
 impl Request {
+    /// A request that matched `spec`.
+    pub fn new(
+        spec: &PathSpec,
+        operation: Operation,
+        mount: String,
+        path: String,
+        params: HashMap<String, String>,
+        data: Map<String, Value>,
+        token: Option<TokenContext>,
+    ) -> Self {
+        Self {
+            operation,
+            mount,
+            path,
+            params,
+            token,
+            data,
+            pattern: spec.pattern,
+            fields: spec.fields,
+        }
+    }
+
+    /// The pattern of the path the request matched.
+    pub fn pattern(&self) -> &'static str {
+        self.pattern
+    }
+
+    /// The matched path's declared fields.
+    pub fn declared_fields(&self) -> &'static [Field] {
+        self.fields
+    }
+
+    /// The raw value of a declared field. In debug builds an undeclared field is an internal
+    /// error naming the path and the field.
+    fn value(&self, field: &str) -> Result<Option<&Value>, ApiError> {
+        if cfg!(debug_assertions) && !self.fields.iter().any(|declared| declared.name == field) {
+            return Err(ApiError::internal(format!(
+                "path '{}' read field '{field}', which its table entry does not declare: add it to the PathSpec's fields",
+                self.pattern
+            )));
+        }
+        Ok(self.data.get(field).filter(|value| !value.is_null()))
+    }
+
     /// A segment captured by the pattern; the router guarantees it exists.
     pub fn param(&self, name: &str) -> &str {
         self.params.get(name).map(String::as_str).unwrap_or("")
     }
 
+    /// Whether the request gave the field a (non-null) value.
+    pub fn is_set(&self, field: &str) -> Result<bool, ApiError> {
+        Ok(self.value(field)?.is_some())
+    }
+
     pub fn string(&self, field: &str) -> Result<Option<String>, ApiError> {
-        match self.data.get(field) {
-            None | Some(Value::Null) => Ok(None),
+        match self.value(field)? {
+            None => Ok(None),
             Some(Value::String(text)) => Ok(Some(text.clone())),
             Some(Value::Number(number)) => Ok(Some(number.to_string())),
             Some(Value::Bool(flag)) => Ok(Some(flag.to_string())),
@@ -135,8 +293,8 @@ impl Request {
     }
 
     pub fn int(&self, field: &str) -> Result<Option<i64>, ApiError> {
-        match self.data.get(field) {
-            None | Some(Value::Null) => Ok(None),
+        match self.value(field)? {
+            None => Ok(None),
             Some(Value::Number(number)) => number
                 .as_i64()
                 .map(Some)
@@ -151,8 +309,8 @@ impl Request {
     }
 
     pub fn bool(&self, field: &str) -> Result<Option<bool>, ApiError> {
-        match self.data.get(field) {
-            None | Some(Value::Null) => Ok(None),
+        match self.value(field)? {
+            None => Ok(None),
             Some(Value::Bool(flag)) => Ok(Some(*flag)),
             Some(Value::String(text)) => match text.trim().to_ascii_lowercase().as_str() {
                 "true" | "1" | "t" | "yes" => Ok(Some(true)),
@@ -165,8 +323,8 @@ impl Request {
     }
 
     pub fn duration(&self, field: &str) -> Result<Option<Duration>, ApiError> {
-        match self.data.get(field) {
-            None | Some(Value::Null) => Ok(None),
+        match self.value(field)? {
+            None => Ok(None),
             Some(Value::Number(number)) => number
                 .as_u64()
                 .map(|seconds| Some(Duration::from_secs(seconds)))
@@ -179,8 +337,8 @@ impl Request {
     }
 
     pub fn string_list(&self, field: &str) -> Result<Option<Vec<String>>, ApiError> {
-        match self.data.get(field) {
-            None | Some(Value::Null) => Ok(None),
+        match self.value(field)? {
+            None => Ok(None),
             Some(Value::String(text)) => Ok(Some(
                 text.split(',')
                     .map(str::trim)
@@ -197,6 +355,15 @@ impl Request {
                 .collect::<Result<Vec<_>, _>>()
                 .map(Some),
             Some(_) => Err(type_error(field, "a list of strings")),
+        }
+    }
+
+    /// A JSON object field.
+    pub fn object(&self, field: &str) -> Result<Option<&Map<String, Value>>, ApiError> {
+        match self.value(field)? {
+            None => Ok(None),
+            Some(Value::Object(map)) => Ok(Some(map)),
+            Some(_) => Err(type_error(field, "an object")),
         }
     }
 }
@@ -286,48 +453,31 @@ pub fn find<'a>(table: &'a [PathSpec], path: &str) -> Option<Matched<'a>> {
         .find_map(|spec| match_pattern(spec.pattern, path).map(|params| Matched { spec, params }))
 }
 
-/// Checks the request's fields against the spec: types, required fields (for writes),
-/// unknown fields (a warning, as Vault gives).
-pub fn validate_fields(
-    spec: &PathSpec,
-    operation: Operation,
-    data: &Map<String, Value>,
-) -> Result<Vec<String>, ApiError> {
+/// Checks the request's fields against its path's declaration: types, required fields (for
+/// writes), unknown fields (a warning, as Vault gives).
+pub fn validate_fields(request: &Request) -> Result<Vec<String>, ApiError> {
     let mut warnings = Vec::new();
-    if operation != Operation::Write {
+    if request.operation != Operation::Write {
         return Ok(warnings);
     }
-    let probe = Request {
-        operation,
-        mount: String::new(),
-        path: String::new(),
-        params: HashMap::new(),
-        data: data.clone(),
-        token: None,
-    };
-    for field in spec.fields {
-        let present = !matches!(data.get(field.name), None | Some(Value::Null));
-        if field.required && !present {
+    for field in request.fields {
+        if field.required && !request.is_set(field.name)? {
             return Err(ApiError::bad_request(format!(
                 "missing required field '{}': {}",
                 field.name, field.description
             )));
         }
         match field.kind {
-            FieldKind::String => probe.string(field.name).map(drop)?,
-            FieldKind::Int => probe.int(field.name).map(drop)?,
-            FieldKind::Bool => probe.bool(field.name).map(drop)?,
-            FieldKind::Duration => probe.duration(field.name).map(drop)?,
-            FieldKind::StringList => probe.string_list(field.name).map(drop)?,
-            FieldKind::Map => {
-                if present && !matches!(data.get(field.name), Some(Value::Object(_))) {
-                    return Err(type_error(field.name, "an object"));
-                }
-            }
+            FieldKind::String => request.string(field.name).map(drop)?,
+            FieldKind::Int => request.int(field.name).map(drop)?,
+            FieldKind::Bool => request.bool(field.name).map(drop)?,
+            FieldKind::Duration => request.duration(field.name).map(drop)?,
+            FieldKind::StringList => request.string_list(field.name).map(drop)?,
+            FieldKind::Map => request.object(field.name).map(drop)?,
         }
     }
-    for key in data.keys() {
-        if !spec.fields.iter().any(|field| field.name == key) {
+    for key in request.data.keys() {
+        if !request.fields.iter().any(|field| field.name == key) {
             warnings.push(format!(
                 "Endpoint ignored these unrecognized parameters: [{key}]"
             ));

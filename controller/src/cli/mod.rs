@@ -1,6 +1,6 @@
 //! The `rotor` command line: `server`, `operator init`, Vault's generic verbs
-//! `read | write | list | delete PATH [k=v ...]`, and `login`, `token`, `policy`, `lease`,
-//! `rotation`.
+//! `read | write | list | delete PATH [k=v ...]`, `path-help PATH`, and `login`, `token`,
+//! `policy`, `lease`, `rotation`.
 //!
 //! Owns turning arguments into requests and answers into text, and the exit codes (0 ok,
 //! 1 usage or local failure, 2 the server refused, 3 a watched fleet rotation did not
@@ -10,6 +10,7 @@ pub mod client;
 pub mod flags;
 pub mod lease;
 pub mod output;
+pub mod path_help;
 pub mod policy;
 pub mod rotation;
 pub mod ssh;
@@ -35,6 +36,7 @@ Commands:
     write PATH k=v  Write data to PATH (k=@file reads a file, k=- reads stdin; PATH - reads a JSON object)
     list PATH       List keys under PATH
     delete PATH     Delete data at PATH
+    path-help PATH  Show a path's help: what it does, its fields and their types
     login TOKEN     Check TOKEN and keep it in ~/.rotor-token (used when ROTOR_TOKEN is unset)
     token           Create, look up, renew and revoke tokens (rotor token help)
     policy          Write, read, list and delete ACL policies (rotor policy help)
@@ -147,6 +149,7 @@ pub fn main(args: Vec<String>) -> i32 {
             _ => Err(anyhow!("usage: rotor operator init -config FILE")),
         },
         "read" | "write" | "list" | "delete" => run_verb(command, rest),
+        "path-help" => path_help::run(rest),
         "login" => token::login(rest),
         "token" => token::run(rest),
         "policy" => policy::run(rest),

@@ -28,29 +28,32 @@ const HASH_FIELDS: &[Field] = &[Field::new("input", FieldKind::String, "the valu
     .sensitive()];
 
 pub(super) fn specs() -> Vec<PathSpec> {
-    let spec = |pattern, synopsis, fields, operations| PathSpec {
-        pattern,
-        synopsis,
-        fields,
-        operations,
-        unauthenticated: false,
-    };
     vec![
-        spec(
+        PathSpec::new(
             "audit",
             "Lists enabled audit devices (sudo).",
+            "Every enabled audit device by its path, with its type, description and options. \
+             Needs sudo, as in Vault.",
             &[],
             vec![(Operation::Read, list as fn(_, _) -> _)],
-        ),
-        spec(
+        )
+        .sudo(&[Operation::Read]),
+        PathSpec::new(
             "audit/{*path}",
             "Enables or disables an audit device (sudo).",
+            "A write enables a device at the path (type file: options file_path, a path, stdout \
+             or discard, and mode); a delete disables it. With devices enabled, a request runs \
+             only once at least one device recorded it, and every string of its data is replaced \
+             by the device's HMAC. Needs sudo, as in Vault.",
             ENABLE_FIELDS,
             vec![(Operation::Write, enable), (Operation::Delete, disable)],
-        ),
-        spec(
+        )
+        .sudo(&[Operation::Write, Operation::Delete]),
+        PathSpec::new(
             "audit-hash/{*path}",
             "The HMAC an audit device writes for a value.",
+            "Answers the hash the device at the path would write for the input, so a known \
+             value (a token, an account name) can be searched for in the log.",
             HASH_FIELDS,
             vec![(Operation::Write, hash)],
         ),
@@ -88,7 +91,7 @@ fn list(state: AppState, _request: Request) -> HandlerFuture {
 
 fn options(request: &Request) -> Result<BTreeMap<String, String>, ApiError> {
     let mut options = BTreeMap::new();
-    if let Some(Value::Object(map)) = request.data.get("options") {
+    if let Some(map) = request.object("options")? {
         for (key, value) in map {
             let text = match value {
                 Value::String(text) => text.clone(),

@@ -33,29 +33,27 @@ const ACCESSOR_FIELDS: &[Field] = &[
 ];
 
 pub(super) fn specs() -> Vec<PathSpec> {
-    let spec = |pattern, synopsis, fields, operations| PathSpec {
-        pattern,
-        synopsis,
-        fields,
-        operations,
-        unauthenticated: false,
-    };
     vec![
-        spec(
+        PathSpec::new(
             "capabilities-self",
             "The caller's capabilities on paths.",
+            "For each path, the capabilities the caller's policies grant there (deny wins; \
+             root is everything), as Vault answers.",
             SELF_FIELDS,
             vec![(Operation::Write, capabilities_self as fn(_, _) -> _)],
         ),
-        spec(
+        PathSpec::new(
             "capabilities",
             "A token's capabilities on paths.",
+            "For each path, the capabilities the given token's policies grant there.",
             TOKEN_FIELDS,
             vec![(Operation::Write, capabilities_of_token)],
         ),
-        spec(
+        PathSpec::new(
             "capabilities-accessor",
             "The capabilities, on paths, of the token an accessor names.",
+            "For each path, the capabilities granted there to the token the accessor names, \
+             without its value.",
             ACCESSOR_FIELDS,
             vec![(Operation::Write, capabilities_of_accessor)],
         ),

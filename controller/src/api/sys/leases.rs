@@ -43,65 +43,79 @@ const SYNC_FIELD: &[Field] = &[Field::new(
 )];
 
 pub(super) fn specs() -> Vec<PathSpec> {
-    let spec = |pattern, synopsis, fields, operations| PathSpec {
-        pattern,
-        synopsis,
-        fields,
-        operations,
-        unauthenticated: false,
-    };
     vec![
-        spec(
+        PathSpec::new(
             "leases/lookup",
-            "Looks up a lease by id (write), or lists the top level of lease ids (list).",
+            "Looks up a lease by id (write), or lists the top level of lease ids (list, sudo).",
+            "A write answers the lease's issue and expiry times, remaining TTL, whether it is \
+             renewable and, when its revocation failed, the attempts, last error and next try. \
+             A list answers the first segments of lease ids and needs sudo, as in Vault.",
             LOOKUP_FIELDS,
             vec![
                 (Operation::Write, lookup as fn(_, _) -> _),
                 (Operation::List, list),
             ],
-        ),
-        spec(
+        )
+        .sudo(&[Operation::List]),
+        PathSpec::new(
             "leases/lookup/{*prefix}",
             "Lists lease ids under a prefix (sudo).",
+            "The next segments of the lease ids under the prefix, as Vault lists them. Needs \
+             sudo.",
             &[],
             vec![(Operation::List, list)],
-        ),
-        spec(
+        )
+        .sudo(&[Operation::List]),
+        PathSpec::new(
             "leases/renew",
             "Renews a lease.",
+            "Extends the lease named by lease_id by increment from now (default its own TTL), \
+             as far as its secret kind allows.",
             RENEW_FIELDS,
             vec![(Operation::Write, renew)],
         ),
-        spec(
+        PathSpec::new(
             "leases/renew/{*lease_id}",
             "Renews the lease named in the path.",
+            "As leases/renew, with the lease id in the path.",
             RENEW_FIELDS,
             vec![(Operation::Write, renew)],
         ),
-        spec(
+        PathSpec::new(
             "leases/revoke",
             "Revokes a lease now, running its engine's revoke action.",
+            "The engine's revoke action runs before the answer (an SSH OTP is destroyed). A \
+             revocation that fails answers 500 with the reason; the lease stays, visible in \
+             lookups, and the sweeper retries it with backoff. An unknown lease is not an error.",
             REVOKE_FIELDS,
             vec![(Operation::Write, revoke)],
         ),
-        spec(
+        PathSpec::new(
             "leases/revoke/{*lease_id}",
             "Revokes the lease named in the path.",
+            "As leases/revoke, with the lease id in the path.",
             REVOKE_FIELDS,
             vec![(Operation::Write, revoke)],
         ),
-        spec(
+        PathSpec::new(
             "leases/revoke-prefix/{*prefix}",
             "Revokes every lease under a prefix (sudo).",
+            "Runs the revoke action of every lease whose id starts with the prefix. Leases whose \
+             revocation fails are kept for retry and named in the 500 answer. Needs sudo.",
             SYNC_FIELD,
             vec![(Operation::Write, revoke_prefix)],
-        ),
-        spec(
+        )
+        .sudo(&[Operation::Write]),
+        PathSpec::new(
             "leases/revoke-force/{*prefix}",
             "Forgets every lease under a prefix even when its revoke action fails (sudo).",
+            "As revoke-prefix, but a lease whose revocation fails is forgotten anyway: the secret \
+             it stood for may still work. The only way to drop a lease that cannot be revoked. \
+             Needs sudo.",
             &[],
             vec![(Operation::Write, revoke_force)],
-        ),
+        )
+        .sudo(&[Operation::Write]),
     ]
 }
 

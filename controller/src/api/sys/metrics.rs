@@ -16,13 +16,17 @@ const METRICS_FIELDS: &[Field] = &[Field::new(
 )];
 
 pub(super) fn specs() -> Vec<PathSpec> {
-    vec![PathSpec {
-        pattern: "metrics",
-        synopsis: "The controller's metrics (rotations, verifications, agents, API requests).",
-        fields: METRICS_FIELDS,
-        operations: vec![(Operation::Read, read as fn(_, _) -> _)],
-        unauthenticated: false,
-    }]
+    vec![PathSpec::new(
+        "metrics",
+        "The controller's metrics (rotations, verifications, agents, API requests).",
+        "Counters since start (rotations by outcome and latency, verification logins, API \
+         answers by status) and gauges read at scrape time (accounts by status, agents \
+         enrolled and connected, dispatch queue depth and jobs in flight, each agent's own \
+         figures). format=prometheus answers the Prometheus text format; otherwise Vault's \
+         JSON.",
+        METRICS_FIELDS,
+        vec![(Operation::Read, read as fn(_, _) -> _)],
+    )]
 }
 
 fn read(state: AppState, request: Request) -> HandlerFuture {

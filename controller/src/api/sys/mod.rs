@@ -1,8 +1,9 @@
 //! The built-in `sys/` backend: health, mounts, policies (ACL and password), capabilities,
 //! leases, audit devices and metrics, one file per group, gathered into one path table here.
 //!
-//! Owns the table, the root-protected paths (which also need `sudo`, as Vault's) and the
-//! existence checks that tell `create` from `update`. Must not hold engine logic.
+//! Owns gathering the table; each entry (in its group's file) says which operations are
+//! root-protected (also need `sudo`, as Vault's) and carries the existence check that tells
+//! `create` from `update`. Must not hold engine logic.
 
 mod audit;
 mod capabilities;
@@ -14,7 +15,6 @@ mod policies;
 
 use std::sync::LazyLock;
 
-use super::ExistenceCheck;
 use super::paths::PathSpec;
 
 static PATHS: LazyLock<Vec<PathSpec>> = LazyLock::new(|| {
@@ -31,20 +31,3 @@ static PATHS: LazyLock<Vec<PathSpec>> = LazyLock::new(|| {
 pub fn paths() -> &'static [PathSpec] {
     &PATHS
 }
-
-/// Paths of `sys/` that also need `sudo` (Vault's root-protected paths).
-pub const ROOT_PATHS: &[&str] = &[
-    "audit",
-    "audit/*",
-    "leases/revoke-prefix/*",
-    "leases/revoke-force/*",
-    "leases/lookup/*",
-];
-
-/// Existence checks by pattern: a write to an existing resource needs `update`, to a new one
-/// `create`. Paths without one need `update`, as in Vault.
-pub const EXISTENCE_CHECKS: &[(&str, ExistenceCheck)] = &[
-    ("policies/acl/{name}", policies::policy_exists),
-    ("policy/{name}", policies::policy_exists),
-    ("policies/password/{name}", password_policies::exists),
-];

@@ -34,31 +34,34 @@ const MOUNT_FIELDS: &[Field] = &[
 
 pub(super) fn specs() -> Vec<PathSpec> {
     vec![
-        PathSpec {
-            pattern: "health",
-            synopsis: "Whether the server is initialised, unsealed and active.",
-            fields: &[],
-            operations: vec![(Operation::Read, health as fn(_, _) -> _)],
-            unauthenticated: true,
-        },
-        PathSpec {
-            pattern: "mounts",
-            synopsis: "Lists the mounted secrets engines.",
-            fields: &[],
-            operations: vec![(Operation::Read, list_mounts)],
-            unauthenticated: false,
-        },
-        PathSpec {
-            pattern: "mounts/{*path}",
-            synopsis: "Mounts, reads or unmounts a secrets engine at a path.",
-            fields: MOUNT_FIELDS,
-            operations: vec![
+        PathSpec::new(
+            "health",
+            "Whether the server is initialised, unsealed and active.",
+            "Vault's health answer (initialized, sealed, standby, version, server time) for \
+             load balancers and probes; served without a token and not audited.",
+            &[],
+            vec![(Operation::Read, health as fn(_, _) -> _)],
+        )
+        .unauthenticated(),
+        PathSpec::new(
+            "mounts",
+            "Lists the mounted secrets engines.",
+            "Every mount by its path (with a trailing slash), with its type and description.",
+            &[],
+            vec![(Operation::Read, list_mounts)],
+        ),
+        PathSpec::new(
+            "mounts/{*path}",
+            "Mounts, reads or unmounts a secrets engine at a path.",
+            "A write mounts an engine type (os or ssh) at the path; a read answers its type and \
+             description; a delete unmounts it. Engines serve their own paths under the mount.",
+            MOUNT_FIELDS,
+            vec![
                 (Operation::Read, read_mount),
                 (Operation::Write, enable_mount),
                 (Operation::Delete, disable_mount),
             ],
-            unauthenticated: false,
-        },
+        ),
     ]
 }
 

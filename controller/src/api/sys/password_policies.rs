@@ -21,33 +21,35 @@ const POLICY_FIELDS: &[Field] = &[Field::new(
 .required()];
 
 pub(super) fn specs() -> Vec<PathSpec> {
-    let spec = |pattern, synopsis, fields, operations| PathSpec {
-        pattern,
-        synopsis,
-        fields,
-        operations,
-        unauthenticated: false,
-    };
     vec![
-        spec(
+        PathSpec::new(
             "policies/password",
             "Lists password policies.",
+            "The names of every password policy.",
             &[],
             vec![(Operation::List, list as fn(_, _) -> _)],
         ),
-        spec(
+        PathSpec::new(
             "policies/password/{name}",
             "Reads, writes or deletes a password policy.",
+            "A password policy says how new passwords are made: a length and charset rules, \
+             each with a minimum count, as Vault's. A write is checked first: a policy no \
+             password can satisfy is a 400 saying why. A policy still named by an OS engine's \
+             config, host or account cannot be deleted. Writing a new policy needs create, \
+             changing one needs update.",
             POLICY_FIELDS,
             vec![
                 (Operation::Read, read),
                 (Operation::Write, write),
                 (Operation::Delete, delete),
             ],
-        ),
-        spec(
+        )
+        .existence(exists),
+        PathSpec::new(
             "policies/password/{name}/generate",
             "Generates a password from a password policy.",
+            "A fresh password made by the policy, from the operating system's random source; \
+             nothing is stored or logged.",
             &[],
             vec![(Operation::Read, generate)],
         ),
@@ -66,7 +68,7 @@ fn not_found(name: &str) -> ApiError {
 }
 
 /// Whether the named password policy exists: tells `create` from `update` for the ACL.
-pub(super) fn exists(state: &AppState, request: &Request) -> Result<bool, ApiError> {
+fn exists(state: &AppState, request: &Request) -> Result<bool, ApiError> {
     Ok(policies::read(&state.store, request.param("name"))?.is_some())
 }
 

@@ -9,11 +9,19 @@ use crate::api::paths::{Field, FieldKind, HandlerFuture, Operation, PathSpec, Re
 use crate::api::{ApiError, ApiResponse, AppState};
 use crate::data_map;
 
-const POLICY_FIELDS: &[Field] = &[Field::new(
-    "policy",
-    FieldKind::String,
-    "the policy document (HCL or JSON)",
-)];
+const POLICY_FIELDS: &[Field] = &[
+    Field::new(
+        "policy",
+        FieldKind::String,
+        "the policy document (HCL or JSON)",
+    ),
+    // Read by the shared write handler; Vault's policies/acl ignores it, Rotor always took it.
+    Field::new(
+        "rules",
+        FieldKind::String,
+        "the policy document (older name of 'policy')",
+    ),
+];
 
 const LEGACY_POLICY_FIELDS: &[Field] = &[
     Field::new(
@@ -29,46 +37,51 @@ const LEGACY_POLICY_FIELDS: &[Field] = &[
 ];
 
 pub(super) fn specs() -> Vec<PathSpec> {
-    let spec = |pattern, synopsis, fields, operations| PathSpec {
-        pattern,
-        synopsis,
-        fields,
-        operations,
-        unauthenticated: false,
-    };
     vec![
-        spec(
+        PathSpec::new(
             "policies/acl",
             "Lists ACL policies.",
+            "The names of every ACL policy, root and default included.",
             &[],
             vec![(Operation::List, list as fn(_, _) -> _)],
         ),
-        spec(
+        PathSpec::new(
             "policies/acl/{name}",
             "Reads, writes or deletes an ACL policy.",
+            "A policy is HCL (or JSON) path rules with capabilities (create, read, update, \
+             delete, list, sudo, deny), as Vault's. Names are folded to lowercase. A write is \
+             parsed first: an invalid policy is a 400 saying why, and nothing changes. root \
+             cannot be written or deleted, default cannot be deleted. Writing a new policy \
+             needs create, changing one needs update.",
             POLICY_FIELDS,
             vec![
                 (Operation::Read, read),
                 (Operation::Write, write),
                 (Operation::Delete, delete),
             ],
-        ),
-        spec(
+        )
+        .existence(policy_exists),
+        PathSpec::new(
             "policy",
             "Lists ACL policies (legacy path).",
+            "The names of every ACL policy, in 'policies' and 'keys', as Vault's older path \
+             answers.",
             &[],
             vec![(Operation::Read, list_legacy), (Operation::List, list)],
         ),
-        spec(
+        PathSpec::new(
             "policy/{name}",
             "Reads, writes or deletes an ACL policy (legacy path).",
+            "As policies/acl/<name>, but a read answers the document as 'rules' and a write \
+             takes it as 'rules' or 'policy', as Vault's older path does.",
             LEGACY_POLICY_FIELDS,
             vec![
                 (Operation::Read, read_legacy),
                 (Operation::Write, write),
                 (Operation::Delete, delete),
             ],
-        ),
+        )
+        .existence(policy_exists),
     ]
 }
 
@@ -80,7 +93,7 @@ fn refused(error: PolicyStoreError) -> ApiError {
 }
 
 /// Whether the named policy exists: tells `create` from `update` for the ACL.
-pub(super) fn policy_exists(state: &AppState, request: &Request) -> Result<bool, ApiError> {
+fn policy_exists(state: &AppState, request: &Request) -> Result<bool, ApiError> {
     let name = request.param("name");
     if name.eq_ignore_ascii_case("root") {
         return Ok(true);

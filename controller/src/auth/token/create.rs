@@ -43,7 +43,7 @@ fn display_name(requested: Option<String>) -> String {
 
 fn metadata(request: &Request) -> Result<BTreeMap<String, String>, ApiError> {
     let mut meta = BTreeMap::new();
-    if let Some(Value::Object(map)) = request.data.get("meta") {
+    if let Some(map) = request.object("meta")? {
         for (key, value) in map {
             let Value::String(text) = value else {
                 return Err(ApiError::bad_request(format!(

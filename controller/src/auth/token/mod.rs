@@ -1,5 +1,5 @@
 //! The `auth/token/` path table: create, lookup, renew and revoke, as Vault's token method
-//! lays them out, and which of its paths are root-protected (need `sudo`).
+//! lays them out; its entries say which operations are root-protected (need `sudo`).
 //!
 //! Owns the table only; each operation group has its own file. Must not check policies
 //! (the API does it before a handler runs) beyond the sudo-dependent options of `create`.
@@ -123,107 +123,119 @@ const RENEW_ACCESSOR_FIELDS: &[Field] = &[
 ];
 
 static PATHS: LazyLock<Vec<PathSpec>> = LazyLock::new(|| {
-    let spec = |pattern, synopsis, fields, operations| PathSpec {
-        pattern,
-        synopsis,
-        fields,
-        operations,
-        unauthenticated: false,
-    };
     vec![
-        spec(
+        PathSpec::new(
             "create",
             "Creates a token (a child of the caller unless no_parent).",
+            "The new token's policies are a subset of the caller's unless the caller is root or \
+             has sudo here, and only such callers may make an orphan (no_parent) or a periodic \
+             token; only root may choose its value (id). A child is revoked with its parent. \
+             The token's value is answered once, in auth; Rotor keeps only its hash.",
             CREATE_FIELDS,
             vec![(Operation::Write, create::create as fn(_, _) -> _)],
         ),
-        spec(
+        PathSpec::new(
             "create-orphan",
             "Creates a token without a parent.",
+            "As create, but the token has no parent, so revoking the caller leaves it alive.",
             CREATE_FIELDS,
             vec![(Operation::Write, create::create_orphan)],
         ),
-        spec(
+        PathSpec::new(
             "lookup",
             "Properties of a token.",
+            "The token's accessor, policies, metadata, TTL, expiry, uses left and path; never \
+             its value.",
             TOKEN_FIELD,
             vec![
                 (Operation::Read, lookup::lookup),
                 (Operation::Write, lookup::lookup),
             ],
         ),
-        spec(
+        PathSpec::new(
             "lookup-self",
             "Properties of the caller's token.",
+            "As lookup, for the token that makes the request.",
             &[],
             vec![
                 (Operation::Read, lookup::lookup_self),
                 (Operation::Write, lookup::lookup_self),
             ],
         ),
-        spec(
+        PathSpec::new(
             "lookup-accessor",
             "Properties of the token an accessor names (without its value).",
+            "As lookup, for the token the accessor names.",
             ACCESSOR_FIELD,
             vec![(Operation::Write, lookup::lookup_accessor)],
         ),
-        spec(
+        PathSpec::new(
             "accessors",
             "Lists every token accessor (sudo).",
+            "The accessor of every live token. Needs sudo, as in Vault.",
             &[],
             vec![(Operation::List, lookup::list_accessors)],
-        ),
-        spec(
+        )
+        .sudo(&[Operation::List]),
+        PathSpec::new(
             "renew",
             "Renews a token.",
+            "Extends the token's TTL by increment from now (default its own TTL), never past \
+             its explicit_max_ttl; a periodic token renews to its period.",
             RENEW_FIELDS,
             vec![(Operation::Write, renew::renew)],
         ),
-        spec(
+        PathSpec::new(
             "renew-self",
             "Renews the caller's token.",
+            "As renew, for the token that makes the request.",
             RENEW_SELF_FIELDS,
             vec![(Operation::Write, renew::renew_self)],
         ),
-        spec(
+        PathSpec::new(
             "renew-accessor",
             "Renews the token an accessor names.",
+            "As renew, for the token the accessor names.",
             RENEW_ACCESSOR_FIELDS,
             vec![(Operation::Write, renew::renew_accessor)],
         ),
-        spec(
+        PathSpec::new(
             "revoke",
             "Revokes a token, its children and their leases.",
+            "The token and its whole subtree are revoked, and every lease they own is made due \
+             in the same transaction; the sweeper then runs the leases' revoke actions.",
             TOKEN_FIELD,
             vec![(Operation::Write, revoke::revoke)],
         ),
-        spec(
+        PathSpec::new(
             "revoke-self",
             "Revokes the caller's token, its children and their leases.",
+            "As revoke, for the token that makes the request.",
             &[],
             vec![(Operation::Write, revoke::revoke_self)],
         ),
-        spec(
+        PathSpec::new(
             "revoke-accessor",
             "Revokes the token an accessor names, its children and their leases.",
+            "As revoke, for the token the accessor names.",
             ACCESSOR_FIELD,
             vec![(Operation::Write, revoke::revoke_accessor)],
         ),
-        spec(
+        PathSpec::new(
             "revoke-orphan",
             "Revokes a token and its leases; its children become orphans (sudo).",
+            "Only the token itself is revoked (with its leases); its children live on without a \
+             parent. Needs sudo, as in Vault.",
             TOKEN_FIELD,
             vec![(Operation::Write, revoke::revoke_orphan)],
-        ),
+        )
+        .sudo(&[Operation::Write]),
     ]
 });
 
 pub fn paths() -> &'static [PathSpec] {
     &PATHS
 }
-
-/// Paths of this backend that also need `sudo` (Vault's root-protected paths).
-pub const ROOT_PATHS: &[&str] = &["revoke-orphan*", "accessors*"];
 
 /// Whether the caller holds `sudo` on `auth/token/<path>`.
 fn has_sudo(caller: &TokenContext, path: &str) -> bool {

@@ -64,6 +64,11 @@ const ACCOUNT_FIELDS: &[Field] = &[
         "when found out of sync, set a fresh password through the parent",
     ),
     Field::new(
+        "lazy_rotation",
+        FieldKind::Bool,
+        "rotate only when the credentials are read past their rotation time, never from the scheduler",
+    ),
+    Field::new(
         "password_policy",
         FieldKind::String,
         "the password policy (sys/policies/password) for this account's new passwords",
@@ -167,17 +172,15 @@ const RESET_FIELDS: &[Field] = &[Field::new(
 .sensitive()];
 
 static PATHS: LazyLock<Vec<PathSpec>> = LazyLock::new(|| {
-    let spec = |pattern, synopsis, fields, operations| PathSpec {
-        pattern,
-        synopsis,
-        fields,
-        operations,
-        unauthenticated: false,
-    };
+    let spec = PathSpec::new;
     vec![
         spec(
             "config",
             "Engine settings.",
+            "How the engine reaches hosts and makes passwords: trust on first use of host keys, \
+             connect and step timeouts, the bound on a whole rotation job, and the password \
+             length or password policy new passwords come from (an account's or host's own \
+             policy wins).",
             CONFIG_FIELDS,
             vec![
                 (Operation::Read, read_config as fn(_, _) -> _),
@@ -187,12 +190,17 @@ static PATHS: LazyLock<Vec<PathSpec>> = LazyLock::new(|| {
         spec(
             "hosts",
             "Lists hosts.",
+            "The names of every host of the mount.",
             &[],
             vec![(Operation::List, list_hosts)],
         ),
         spec(
             "hosts/{host}",
             "Creates, reads, updates or deletes a host.",
+            "A host is a machine whose accounts Rotor rotates, reached by an agent of its site \
+             over SSH (pinned ssh_host_key, or trust on first use) or, with connection=local, by \
+             the agent on the host itself. A write creates or updates it; a delete is refused \
+             while it still has accounts.",
             HOST_FIELDS,
             vec![
                 (Operation::Read, read_host),
@@ -203,36 +211,55 @@ static PATHS: LazyLock<Vec<PathSpec>> = LazyLock::new(|| {
         spec(
             "hosts/{host}/rotate",
             "Rotates every account of the host, or those named in `accounts` (children of one parent in one job).",
+            "New passwords for the host's accounts (all, or those named in accounts), children \
+             of one parent batched into one job. Each account's result is answered; failures \
+             are counted in failed and warned about, the others are committed.",
             ROTATE_HOST_FIELDS,
             vec![(Operation::Write, rotate_host)],
         ),
         spec(
             "rotate",
             "Fleet rotation in waves: the plan (dry_run, the default), or a run in the background.",
+            "Selects accounts by site, host glob and account glob, and plans waves: a canary \
+             wave, then wave_size hosts a wave, at most max_parallel_per_site at once per site. \
+             dry_run (the default) answers the plan only; dry_run=false starts the run in the \
+             background and answers its id (watch it at rotations/<id> or with rotor rotation \
+             watch). The run stops once more than failure_threshold accounts failed; hosts not \
+             started are left untouched.",
             super::rollout::ROTATE_FIELDS,
             vec![(Operation::Write, super::rollout::rotate)],
         ),
         spec(
             "rotations",
             "Lists fleet rotation runs.",
+            "The ids of every fleet rotation run of the mount.",
             &[],
             vec![(Operation::List, super::rollout::list_runs)],
         ),
         spec(
             "rotations/{id}",
             "A fleet rotation's progress: each account succeeded, failed or not attempted.",
+            "The run's state (running, stopped, completed, interrupted), its plan, and each \
+             account's state and error.",
             &[],
             vec![(Operation::Read, super::rollout::read_run)],
         ),
         spec(
             "hosts/{host}/accounts",
             "Lists a host's accounts.",
+            "The names of the host's accounts.",
             &[],
             vec![(Operation::List, list_accounts)],
         ),
         spec(
             "hosts/{host}/accounts/{account}",
             "Creates, reads, updates or deletes an account.",
+            "An account is a Linux account on the host whose password Rotor keeps and rotates. \
+             Creating one takes its current password (checked by logging in unless \
+             verify_connection=false). A parent_ref account of the same host rotates it with \
+             sudo chpasswd. Rotation runs every rotation_period or on a rotation_schedule, \
+             or lazily when its credentials are read past their time (lazy_rotation); a \
+             verify_period heartbeat checks the known password still logs in.",
             ACCOUNT_FIELDS,
             vec![
                 (Operation::Read, read_account),
@@ -243,18 +270,26 @@ static PATHS: LazyLock<Vec<PathSpec>> = LazyLock::new(|| {
         spec(
             "hosts/{host}/accounts/{account}/creds",
             "The account's current credentials.",
+            "The username and current password, with its version and when the next rotation \
+             is due; a warning when the account is out of sync. With lazy_rotation, an \
+             account past its time rotates first.",
             &[],
             vec![(Operation::Read, read_creds)],
         ),
         spec(
             "hosts/{host}/accounts/{account}/rotate",
             "Rotates the account's password on the host now.",
+            "A new password is set on the host and committed only once the host confirmed it \
+             (or a login with it succeeded); answers the new version. A failure is a 400 with \
+             the reason.",
             &[],
             vec![(Operation::Write, rotate_account)],
         ),
         spec(
             "hosts/{host}/accounts/{account}/versions",
             "Versions of the account's password.",
+            "Every kept version with when it was created and expired, and the current and \
+             oldest version numbers; never the passwords.",
             &[],
             vec![
                 (Operation::Read, read_versions),
@@ -264,24 +299,32 @@ static PATHS: LazyLock<Vec<PathSpec>> = LazyLock::new(|| {
         spec(
             "hosts/{host}/accounts/{account}/versions/{version}/restore",
             "Makes a past version current again (the host is not changed).",
+            "Copies the password of the named version into a new current version. Use it when \
+             the host was restored to that password; Rotor does not change the host.",
             &[],
             vec![(Operation::Write, restore_version)],
         ),
         spec(
             "hosts/{host}/accounts/{account}/reset",
             "Sets the password Rotor knows (the host is not changed).",
+            "Records the password the host really has as a new version, after someone changed \
+             it outside Rotor. Nothing is sent to the host.",
             RESET_FIELDS,
             vec![(Operation::Write, reset)],
         ),
         spec(
             "hosts/{host}/accounts/{account}/verify",
             "Checks that the known password still logs in; changes nothing.",
+            "Logs in with the current password through an agent and answers in_sync. An \
+             account where it fails is marked out_of_sync, with a warning.",
             &[],
             vec![(Operation::Write, verify)],
         ),
         spec(
             "hosts/{host}/accounts/{account}/reconcile",
             "Sets a fresh password through the parent and commits it.",
+            "For an out-of-sync account with a parent_ref: the parent sets a new password with \
+             sudo chpasswd, and it is committed once confirmed; answers the new version.",
             &[],
             vec![(Operation::Write, reconcile)],
         ),

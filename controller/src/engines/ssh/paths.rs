@@ -284,17 +284,15 @@ const BINDING_FIELDS: &[Field] = &[Field::new(
 )];
 
 static PATHS: LazyLock<Vec<PathSpec>> = LazyLock::new(|| {
-    let spec = |pattern, synopsis, fields, operations| PathSpec {
-        pattern,
-        synopsis,
-        fields,
-        operations,
-        unauthenticated: false,
-    };
     vec![
-        spec(
+        PathSpec::new(
             "config/ca",
             "The CA key that signs certificates: generate or import, read (public key), delete.",
+            "A write generates the mount's CA key pair (generate_signing_key, key_type, \
+             key_bits) or imports one (private_key and public_key); it refuses to replace an \
+             existing key: delete it first, knowing every host and client trusting it must be \
+             updated. A read answers the public key. The private key is sealed in the store \
+             and never returned or logged.",
             CA_FIELDS,
             vec![
                 (Operation::Read, read_ca as fn(_, _) -> _),
@@ -302,22 +300,30 @@ static PATHS: LazyLock<Vec<PathSpec>> = LazyLock::new(|| {
                 (Operation::Delete, delete_ca),
             ],
         ),
-        PathSpec {
-            pattern: "public_key",
-            synopsis: "The CA's public key as plain text, for TrustedUserCAKeys and known_hosts.",
-            fields: &[],
-            operations: vec![(Operation::Read, read_public_key)],
-            unauthenticated: true,
-        },
-        spec(
+        PathSpec::new(
+            "public_key",
+            "The CA's public key as plain text, for TrustedUserCAKeys and known_hosts.",
+            "Served without a token, as text/plain, so hosts can fetch it with curl at \
+             provisioning.",
+            &[],
+            vec![(Operation::Read, read_public_key)],
+        )
+        .unauthenticated(),
+        PathSpec::new(
             "roles",
             "Lists roles with their key_type.",
+            "Every role's name, with its key_type in key_info.",
             &[],
             vec![(Operation::List, list_roles)],
         ),
-        spec(
+        PathSpec::new(
             "roles/{role}",
             "Creates (replaces), reads or deletes a role (key_type ca or otp).",
+            "A role says what the mount may give: for key_type=ca, which certificates sign and \
+             issue may make (users, domains, extensions, TTLs, key sizes); for key_type=otp, \
+             which hosts (cidr_list) and users creds gives one-time passwords for. A write \
+             replaces the whole role: fields not given take their defaults, and fields of the \
+             other key type are ignored with a warning.",
             ROLE_FIELDS,
             vec![
                 (Operation::Read, read_role),
@@ -325,40 +331,54 @@ static PATHS: LazyLock<Vec<PathSpec>> = LazyLock::new(|| {
                 (Operation::Delete, delete_role),
             ],
         ),
-        spec(
+        PathSpec::new(
             "sign/{role}",
             "Signs an SSH public key with the CA, within the role's limits.",
+            "Answers the signed certificate and its serial. Every request is checked against \
+             the role (certificate type, principals, TTL, extensions, critical options, key \
+             type and size); a refusal is a 400 naming the rule. A certificate always names \
+             its principals.",
             SIGN_FIELDS,
             vec![(Operation::Write, sign_key)],
         ),
-        spec(
+        PathSpec::new(
             "issue/{role}",
             "Generates a key pair and signs it, within the role's limits.",
+            "As sign, but the key pair is generated here and its private key answered with the \
+             certificate (once; Rotor keeps no copy).",
             ISSUE_FIELDS,
             vec![(Operation::Write, issue_key)],
         ),
-        spec(
+        PathSpec::new(
             "creds/{role}",
             "A one-time password for a host address and user, under a lease (otp roles).",
+            "The address must be in the role's cidr_list (and not its exclude_cidr_list) and \
+             the user allowed by the role. The OTP is stored only as a hash; the host's agent \
+             consumes it at the first login attempt. Revoking its lease destroys it.",
             CREDS_FIELDS,
             vec![(Operation::Write, otp::creds)],
         ),
-        spec(
+        PathSpec::new(
             "lookup",
             "The otp roles that cover an address.",
+            "The names of the otp roles whose CIDR blocks (or the zero-address list) include \
+             the address.",
             IP_FIELDS,
             vec![(Operation::Write, otp::lookup)],
         ),
-        PathSpec {
-            pattern: "verify",
-            synopsis: "Verifies and consumes an OTP (unauthenticated, as in the reference).",
-            fields: VERIFY_FIELDS,
-            operations: vec![(Operation::Write, otp::verify)],
-            unauthenticated: true,
-        },
-        spec(
+        PathSpec::new(
+            "verify",
+            "Verifies and consumes an OTP (unauthenticated, as in the reference).",
+            "A valid OTP is consumed and answers its username, address and role; an unknown or \
+             used one is a 400. Served without a token, as the reference's helper calls it.",
+            VERIFY_FIELDS,
+            vec![(Operation::Write, otp::verify)],
+        )
+        .unauthenticated(),
+        PathSpec::new(
             "config/zeroaddress",
             "Otp roles that give OTPs for any address: read, write roles, delete.",
+            "The roles listed here give OTPs for any address, whatever their cidr_list.",
             ZEROADDRESS_FIELDS,
             vec![
                 (Operation::Read, otp::read_zeroaddress as fn(_, _) -> _),
@@ -366,9 +386,12 @@ static PATHS: LazyLock<Vec<PathSpec>> = LazyLock::new(|| {
                 (Operation::Delete, otp::delete_zeroaddress),
             ],
         ),
-        spec(
+        PathSpec::new(
             "config/otp_bindings/{ip}",
             "Which agent's PAM helper may consume OTPs for an address (learned at first use, or set here).",
+            "An address is bound to the first agent that verifies an OTP for it; from then on \
+             only that agent may consume OTPs for the address. Write to bind it ahead of use or \
+             move it, delete to forget the binding.",
             BINDING_FIELDS,
             vec![
                 (Operation::Read, otp::read_binding as fn(_, _) -> _),

@@ -231,7 +231,7 @@ pub fn string_map(
     request: &Request,
     field: &str,
 ) -> Result<Option<BTreeMap<String, String>>, ApiError> {
-    let Some(Value::Object(map)) = request.data.get(field) else {
+    let Some(map) = request.object(field)? else {
         return Ok(None);
     };
     map.iter()
@@ -305,7 +305,6 @@ pub fn parse_role(name: &str, request: &Request) -> Result<(SshRole, Vec<String>
     let allowed_users = list(request, "allowed_users")?;
     refuse_template(request, "default_user_template")?;
     refuse_template(request, "allowed_users_template")?;
-    let present = |field: &str| !matches!(request.data.get(field), None | Some(Value::Null));
     let mut warnings = Vec::new();
     let ignored: &[&str] = match key_type {
         RoleKeyType::Otp => &CA_ONLY,
@@ -313,13 +312,14 @@ pub fn parse_role(name: &str, request: &Request) -> Result<(SshRole, Vec<String>
     };
     for field in ignored
         .iter()
-        .filter(|field| present(field))
         .filter(|field| !(key_type == RoleKeyType::Otp && **field == "ttl"))
     {
-        warnings.push(format!(
-            "field '{field}' does not apply to key_type={} roles; it was ignored",
-            key_type.name()
-        ));
+        if request.is_set(field)? {
+            warnings.push(format!(
+                "field '{field}' does not apply to key_type={} roles; it was ignored",
+                key_type.name()
+            ));
+        }
     }
     let settings = match key_type {
         RoleKeyType::Otp => RoleSettings::Otp(parse_otp(request, &default_user)?),
@@ -399,9 +399,9 @@ fn parse_ca(request: &Request) -> Result<CaSettings, ApiError> {
             KEY_ID_VARIABLES.join(", ")
         )));
     }
-    let allowed_user_key_lengths = match request.data.get("allowed_user_key_lengths") {
-        Some(Value::Object(map)) => AllowedKeyLengths::parse(map).map_err(ApiError::bad_request)?,
-        _ => AllowedKeyLengths::default(),
+    let allowed_user_key_lengths = match request.object("allowed_user_key_lengths")? {
+        Some(map) => AllowedKeyLengths::parse(map).map_err(ApiError::bad_request)?,
+        None => AllowedKeyLengths::default(),
     };
     let algorithm_signer =
         AlgorithmSigner::parse(&request.string("algorithm_signer")?.unwrap_or_default())?;
