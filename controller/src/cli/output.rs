@@ -23,16 +23,62 @@ impl Format {
     }
 }
 
+/// A value as Vault's table shows it (Go's `%v`): `<nil>`, `[a b]`, `map[k:v k2:v2]` with
+/// sorted keys, strings bare.
 fn plain(value: &Value) -> String {
     match value {
         Value::String(text) => text.clone(),
-        Value::Null => "n/a".into(),
+        Value::Null => "<nil>".into(),
         Value::Array(items) => {
             let parts: Vec<String> = items.iter().map(plain).collect();
             format!("[{}]", parts.join(" "))
         }
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let parts: Vec<String> = keys
+                .into_iter()
+                .map(|key| format!("{key}:{}", plain(&map[key])))
+                .collect();
+            format!("map[{}]", parts.join(" "))
+        }
         other => other.to_string(),
     }
+}
+
+/// Columns as Vault's list commands print them (`secrets list`, `audit list`): the header,
+/// a dashed line under each heading, cells padded to their column and joined by four spaces.
+pub fn columns(header: &[&str], rows: &[Vec<String>]) -> String {
+    let underline: Vec<String> = header.iter().map(|title| "-".repeat(title.len())).collect();
+    let mut lines: Vec<Vec<String>> = vec![
+        header.iter().map(|title| title.to_string()).collect(),
+        underline,
+    ];
+    lines.extend(rows.iter().cloned());
+    let mut widths = vec![0; header.len()];
+    for line in &lines {
+        for (width, cell) in widths.iter_mut().zip(line) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for line in &lines {
+        let last = line.len().saturating_sub(1);
+        let cells: Vec<String> = line
+            .iter()
+            .enumerate()
+            .map(|(index, cell)| {
+                if index == last {
+                    cell.clone()
+                } else {
+                    format!("{cell:<width$}", width = widths[index])
+                }
+            })
+            .collect();
+        out.push_str(cells.join("    ").trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 /// A value for `-field`: strings raw, everything else as JSON.
@@ -111,5 +157,39 @@ mod tests {
         assert_eq!(lines[2], "a       x");
         assert_eq!(lines[3], "list    [p q]");
         assert_eq!(lines[4], "zeta    1");
+    }
+
+    #[test]
+    fn nested_values_print_as_vault_prints_them() {
+        let body = serde_json::json!({"data": {
+            "ttl": null,
+            "versions": {"2": {"expired_time": "0001-01-01T00:00:00Z", "created_time": "b"}, "1": {"created_time": "a"}},
+        }});
+        let text = table(&body);
+        assert!(text.contains("ttl         <nil>\n"), "{text}");
+        assert!(
+            text.contains(
+                "versions    map[1:map[created_time:a] 2:map[created_time:b expired_time:0001-01-01T00:00:00Z]]\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn columns_are_underlined_and_padded() {
+        let text = columns(
+            &["Path", "Type", "Description"],
+            &[
+                vec!["os/".into(), "os".into(), "".into()],
+                vec!["ssh-long/".into(), "ssh".into(), "keys".into()],
+            ],
+        );
+        assert_eq!(
+            text,
+            "Path         Type    Description\n\
+             ----         ----    -----------\n\
+             os/          os\n\
+             ssh-long/    ssh     keys\n"
+        );
     }
 }
