@@ -1,6 +1,6 @@
 //! The `rotor` command line: `server`, `operator init`, Vault's generic verbs
 //! `read | write | list | delete PATH [k=v ...]`, and `login`, `token`, `policy`, `lease`,
-//! `secrets`, `audit`, `rotation`.
+//! `secrets`, `audit`, `plugin`, `rotation`.
 //!
 //! Owns turning arguments into requests and answers into text, and the exit codes (0 ok,
 //! 1 usage or local failure, 2 the server refused, 3 a watched fleet rotation did not
@@ -11,6 +11,7 @@ pub mod client;
 pub mod flags;
 pub mod lease;
 pub mod output;
+pub mod plugin;
 pub mod policy;
 pub mod rotation;
 pub mod secrets;
@@ -43,6 +44,7 @@ Commands:
     lease           Look up, renew and revoke leases (rotor lease help)
     secrets         Enable, list and disable secrets engines (rotor secrets help)
     audit           Enable, list and disable audit devices (rotor audit help)
+    plugin register Accepted for built-in engines (rotor plugin help)
     rotation        Watch a fleet rotation in waves: rotor rotation watch [-mount=os] ID
                     (start one with rotor write os/rotate ... dry_run=false; rotor rotation help)
     ssh             Log in with a one-time password: rotor ssh -role ROLE user@host
@@ -160,6 +162,7 @@ pub fn main(args: Vec<String>) -> i32 {
         // Vault's older spelling, which the SSH reference uses (`vault mount ssh`).
         "mount" => secrets::enable(rest),
         "audit" => audit::run(rest),
+        "plugin" => plugin::run(rest),
         "rotation" => rotation::run(rest),
         "ssh" => ssh::run(rest),
         "-h" | "-help" | "--help" | "help" => {
