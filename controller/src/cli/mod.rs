@@ -158,6 +158,12 @@ pub fn main(args: Vec<String>) -> i32 {
         "token" => token::run(rest),
         "policy" => policy::run(rest),
         "lease" => lease::run(rest),
+        // Vault's older spellings (`vault renew ID`, `vault revoke ID`).
+        "renew" | "revoke" => {
+            let mut lease_args = vec![command.to_string()];
+            lease_args.extend_from_slice(rest);
+            lease::run(&lease_args)
+        }
         "secrets" => secrets::run(rest),
         // Vault's older spelling, which the SSH reference uses (`vault mount ssh`).
         "mount" => secrets::enable(rest),

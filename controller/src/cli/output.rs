@@ -46,6 +46,23 @@ fn plain(value: &Value) -> String {
     }
 }
 
+/// Seconds as Vault's tables show a lease's duration: Go's duration text without the zero
+/// tails (`10h`, `1h30s`, `10m`, `45s`).
+pub fn human_duration(secs: u64) -> String {
+    let (hours, minutes, seconds) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    let mut text = String::new();
+    if hours > 0 {
+        text.push_str(&format!("{hours}h"));
+    }
+    if minutes > 0 {
+        text.push_str(&format!("{minutes}m"));
+    }
+    if seconds > 0 || text.is_empty() {
+        text.push_str(&format!("{seconds}s"));
+    }
+    text
+}
+
 /// Columns as Vault's list commands print them (`secrets list`, `audit list`): the header,
 /// a dashed line under each heading, cells padded to their column and joined by four spaces.
 pub fn columns(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -96,7 +113,11 @@ pub fn table(body: &Value) -> String {
         && !lease_id.is_empty()
     {
         rows.push(("lease_id".into(), lease_id.into()));
-        rows.push(("lease_duration".into(), plain(&body["lease_duration"])));
+        let duration = match body["lease_duration"].as_u64() {
+            Some(secs) => human_duration(secs),
+            None => plain(&body["lease_duration"]),
+        };
+        rows.push(("lease_duration".into(), duration));
         rows.push(("lease_renewable".into(), plain(&body["renewable"])));
     }
     let data = body.get("data").unwrap_or(body);
@@ -173,6 +194,24 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn lease_durations_read_as_vault_prints_them() {
+        for (secs, text) in [
+            (36000, "10h"),
+            (3630, "1h30s"),
+            (600, "10m"),
+            (45, "45s"),
+            (0, "0s"),
+            (3661, "1h1m1s"),
+        ] {
+            assert_eq!(human_duration(secs), text);
+        }
+        let body = serde_json::json!({"lease_id": "ssh/creds/otp/abc", "lease_duration": 36000, "renewable": true, "data": null});
+        let text = table(&body);
+        assert!(text.contains("lease_duration     10h\n"), "{text}");
+        assert!(text.contains("lease_renewable    true\n"), "{text}");
     }
 
     #[test]
