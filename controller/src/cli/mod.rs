@@ -375,7 +375,10 @@ fn print_answer(
         println!("{answer}");
         return Ok(());
     }
-    let no_data = answer.get("data").is_none_or(Value::is_null)
+    // An envelope with nothing but warnings (a raw body is shown as it came).
+    let no_data = answer.get("request_id").is_some()
+        && answer.get("data").is_none_or(Value::is_null)
+        && answer.get("auth").is_none_or(Value::is_null)
         && answer
             .get("lease_id")
             .and_then(Value::as_str)
