@@ -7,7 +7,8 @@
 //! One command is not the document's: it never creates `my-user`, the account its rotation,
 //! versioning, recovery and offboarding examples use, so the scenario creates it (marked
 //! below). The host is written without `site`, as printed: it lands in the only site with an
-//! agent.
+//! agent. Last, beyond the document: a host defaulted into a site without agents fails its
+//! first contact at once, naming the site and the enrollment that fixes it.
 
 use anyhow::{Context, Result, bail};
 use rotor_tests::prelude::*;
@@ -313,6 +314,39 @@ fn the_os_reference_commands_work_as_printed() -> Result<()> {
             "a password is in the audit log in clear"
         );
     }
+    // Beyond the document: a host whose site has no agent is saved, and its first contact
+    // says which site lacks one and how to enroll it, at once.
+    rotor.cli(&["write", "os/config", "default_site=elsewhere"])?;
+    let written = rotor.cli(&[
+        "write",
+        "os/hosts/other-box",
+        &format!("address={address}"),
+        &format!("ssh_host_key={host_key}"),
+    ])?;
+    assert!(
+        written.starts_with("Success! Data written to: os/hosts/other-box"),
+        "{written}"
+    );
+    let started = std::time::Instant::now();
+    let refused = rotor.controller().cli_output(&[
+        "write",
+        "os/hosts/other-box/accounts/mgmt-user",
+        "username=super-user",
+        "password=super-secret",
+    ])?;
+    assert!(!refused.success(), "{}", refused.stdout);
+    for part in [
+        "host other-box is in site 'elsewhere', which has no enrolled agent",
+        "rotor write agents/enroll site=elsewhere",
+    ] {
+        assert!(
+            refused.stderr.contains(part),
+            "'{part}' in: {}",
+            refused.stderr
+        );
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+
     let disabled = run_as_printed(&rotor, "$ vault audit disable discarded")?;
     assert_eq!(
         disabled.trim(),
