@@ -18,7 +18,11 @@ const MAX_ENROLLMENT_TTL: Duration = Duration::from_secs(24 * 3600);
 const DEFAULT_ENROLLMENT_TTL: Duration = Duration::from_secs(15 * 60);
 
 const ENROLL_FIELDS: &[Field] = &[
-    Field::new("site", FieldKind::String, "the site the agent will serve").required(),
+    Field::new(
+        "site",
+        FieldKind::String,
+        "the site the agent will serve (default: `default`, where hosts written without a site go when nothing else decides)",
+    ),
     Field::new(
         "ttl",
         FieldKind::Duration,
@@ -71,14 +75,6 @@ pub fn paths() -> &'static [PathSpec] {
     &PATHS
 }
 
-fn valid_site(site: &str) -> bool {
-    !site.is_empty()
-        && site.len() <= 64
-        && site
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-}
-
 fn rfc3339(unix: u64) -> String {
     let time = std::time::UNIX_EPOCH + Duration::from_secs(unix);
     humantime::format_rfc3339_seconds(time).to_string()
@@ -110,10 +106,14 @@ fn list(state: AppState, _request: Request) -> HandlerFuture {
 
 fn create_enrollment(state: AppState, request: Request) -> HandlerFuture {
     Box::pin(async move {
-        let site = request.required_string("site")?;
-        if !valid_site(&site) {
+        let site = request
+            .string("site")?
+            .filter(|site| !site.is_empty())
+            .unwrap_or_else(|| crate::engines::os::site::DEFAULT_SITE.to_string());
+        if !registry::is_valid_site_name(&site) {
             return Err(ApiError::bad_request(format!(
-                "field 'site': '{site}' is not a valid site name (lowercase letters, digits, '-' and '_', up to 64)"
+                "field 'site': '{site}' is not a valid site name ({})",
+                registry::SITE_NAME_RULE
             )));
         }
         let ttl = request.duration("ttl")?.unwrap_or(DEFAULT_ENROLLMENT_TTL);

@@ -99,6 +99,31 @@ pub fn parse(specs: &[FlagSpec], args: &[String]) -> Result<Parsed, String> {
     Ok(parsed)
 }
 
+/// Whether the flags before the first positional argument ask for help (`-h`, `-help`,
+/// `--help`), as Go's flag package answers them whatever the command declares. Values of
+/// flags that take one are skipped, so `-path -h` is a path, not a request for help.
+pub fn wants_help(specs: &[FlagSpec], args: &[String]) -> bool {
+    let mut index = 0;
+    while index < args.len() {
+        let arg = args[index].as_str();
+        if matches!(arg, "-h" | "-help" | "--h" | "--help") {
+            return true;
+        }
+        let Some(stripped) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
+            return false;
+        };
+        if stripped.is_empty() || arg == "--" {
+            return false;
+        }
+        let takes_separate_value = !stripped.contains('=')
+            && specs.iter().any(|spec| {
+                spec.takes_value && (spec.name == stripped || spec.aliases.contains(&stripped))
+            });
+        index += if takes_separate_value { 2 } else { 1 };
+    }
+    false
+}
+
 pub fn usage(specs: &[FlagSpec]) -> String {
     specs
         .iter()
@@ -147,6 +172,22 @@ mod tests {
             "{error}"
         );
         assert!(parse(SPECS, &strings(&["-format"])).is_err());
+    }
+
+    #[test]
+    fn help_is_asked_for_only_among_the_flags() {
+        for asked in [&["-h"][..], &["--help"], &["-help"], &["-f", "-h", "os/x"]] {
+            assert!(wants_help(SPECS, &strings(asked)), "{asked:?}");
+        }
+        for not_asked in [
+            &["os/x", "-h"][..],
+            &["-format", "-h"],
+            &["--", "-h"],
+            &["-", "-h"],
+            &[],
+        ] {
+            assert!(!wants_help(SPECS, &strings(not_asked)), "{not_asked:?}");
+        }
     }
 
     #[test]

@@ -75,6 +75,10 @@ pub fn run(args: &[String]) -> Result<()> {
         print!("{LEASE_HELP}");
         return Ok(());
     }
+    if flags::wants_help(FLAGS, rest) {
+        print!("{LEASE_HELP}\nFlags:\n{}", flags::usage(FLAGS));
+        return Ok(());
+    }
     let parsed = flags::parse(FLAGS, rest).map_err(|e| anyhow!("{e}\n\n{LEASE_HELP}"))?;
     let format = Format::parse(parsed.value("format")).map_err(|e| anyhow!(e))?;
     let client = Client::from_env(parsed.value("address"))?;

@@ -1,18 +1,21 @@
 //! The `rotor` command line: `server`, `operator init`, Vault's generic verbs
 //! `read | write | list | delete PATH [k=v ...]`, `path-help PATH`, and `login`, `token`,
-//! `policy`, `lease`, `rotation`.
+//! `policy`, `lease`, `secrets`, `audit`, `plugin`, `rotation`.
 //!
 //! Owns turning arguments into requests and answers into text, and the exit codes (0 ok,
 //! 1 usage or local failure, 2 the server refused, 3 a watched fleet rotation did not
 //! succeed). Must not hold server logic.
 
+pub mod audit;
 pub mod client;
 pub mod flags;
 pub mod lease;
 pub mod output;
 pub mod path_help;
+pub mod plugin;
 pub mod policy;
 pub mod rotation;
+pub mod secrets;
 pub mod ssh;
 pub mod token;
 
@@ -41,10 +44,14 @@ Commands:
     token           Create, look up, renew and revoke tokens (rotor token help)
     policy          Write, read, list and delete ACL policies (rotor policy help)
     lease           Look up, renew and revoke leases (rotor lease help)
+    secrets         Enable, list and disable secrets engines (rotor secrets help)
+    audit           Enable, list and disable audit devices (rotor audit help)
+    plugin register Accepted for built-in engines (rotor plugin help)
     rotation        Watch a fleet rotation in waves: rotor rotation watch [-mount=os] ID
                     (start one with rotor write os/rotate ... dry_run=false; rotor rotation help)
     ssh             Log in with a one-time password: rotor ssh -role ROLE user@host
 
+Commands answer -h with their flags.
 Environment: ROTOR_ADDR, ROTOR_TOKEN, ROTOR_CACERT (VAULT_ADDR, VAULT_TOKEN, VAULT_CACERT as fallbacks).
 Flags may be spelled -flag or --flag.
 ";
@@ -154,6 +161,17 @@ pub fn main(args: Vec<String>) -> i32 {
         "token" => token::run(rest),
         "policy" => policy::run(rest),
         "lease" => lease::run(rest),
+        // Vault's older spellings (`vault renew ID`, `vault revoke ID`).
+        "renew" | "revoke" => {
+            let mut lease_args = vec![command.to_string()];
+            lease_args.extend_from_slice(rest);
+            lease::run(&lease_args)
+        }
+        "secrets" => secrets::run(rest),
+        // Vault's older spelling, which the SSH reference uses (`vault mount ssh`).
+        "mount" => secrets::enable(rest),
+        "audit" => audit::run(rest),
+        "plugin" => plugin::run(rest),
         "rotation" => rotation::run(rest),
         "ssh" => ssh::run(rest),
         "-h" | "-help" | "--help" | "help" => {
@@ -273,6 +291,19 @@ fn parse_pairs(pairs: &[String]) -> Result<Map<String, Value>> {
 }
 
 fn run_verb(verb: &str, args: &[String]) -> Result<()> {
+    if flags::wants_help(COMMON_FLAGS, args) {
+        let arguments = match verb {
+            "write" => {
+                "PATH [K=V...]  (K=@file reads a file, K=- reads stdin; PATH - reads a JSON object)"
+            }
+            _ => "PATH",
+        };
+        print!(
+            "Usage: rotor {verb} [flags] {arguments}\n\nFlags:\n{}",
+            flags::usage(COMMON_FLAGS)
+        );
+        return Ok(());
+    }
     let parsed = flags::parse(COMMON_FLAGS, args).map_err(|e| anyhow!(e))?;
     let format = Format::parse(parsed.value("format")).map_err(|e| anyhow!(e))?;
     let (path, pairs) = parsed
@@ -347,11 +378,25 @@ fn print_answer(
         println!("{answer}");
         return Ok(());
     }
-    if answer.is_null() {
+    // An envelope with nothing but warnings (a raw body is shown as it came).
+    let no_data = answer.get("request_id").is_some()
+        && answer.get("data").is_none_or(Value::is_null)
+        && answer.get("auth").is_none_or(Value::is_null)
+        && answer
+            .get("lease_id")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty);
+    let table_without_data =
+        no_data && format == Format::Table && matches!(verb, "write" | "delete");
+    if answer.is_null() || table_without_data {
         match verb {
             "delete" => println!("Success! Data deleted (if it existed) at: {path}"),
             "write" => println!("Success! Data written to: {path}"),
             _ => bail!("no value found at {path}"),
+        }
+        // A write that answers only warnings (a host's site chosen for it) shows them too.
+        if let Some(warnings) = answer.get("warnings").and_then(Value::as_array) {
+            print!("{}", output::warnings_text(warnings));
         }
         return Ok(());
     }

@@ -63,6 +63,37 @@ pub enum AgentRefusal {
     },
 }
 
+/// What a site name may hold, for messages: the rule [`is_valid_site_name`] checks.
+pub const SITE_NAME_RULE: &str = "lowercase letters, digits, '-' and '_', up to 64";
+
+/// Whether `site` can name a site (of agents and of the hosts they reach).
+pub fn is_valid_site_name(site: &str) -> bool {
+    !site.is_empty()
+        && site.len() <= 64
+        && site
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+/// The sites of enrolled agents that are not revoked, sorted, each once.
+pub fn sites_with_agents(store: &Store) -> StoreResult<Vec<String>> {
+    let mut sites: Vec<String> = list_agents(store)?
+        .into_iter()
+        .filter(|agent| agent.revoked_unix.is_none())
+        .map(|agent| agent.site)
+        .collect();
+    sites.sort();
+    sites.dedup();
+    Ok(sites)
+}
+
+/// Whether `site` has an enrolled agent that is not revoked (connected or not).
+pub fn site_has_agent(store: &Store, site: &str) -> StoreResult<bool> {
+    Ok(list_agents(store)?
+        .iter()
+        .any(|agent| agent.site == site && agent.revoked_unix.is_none()))
+}
+
 /// Issues a one-time token that enrolls one agent into `site`. Answers the token (shown
 /// once; only its hash is stored) and its record.
 pub fn create_enrollment_token(

@@ -15,6 +15,18 @@ pub const KNOWN_TYPES: &[(&str, &str)] = &[
     ("ssh", "one-time SSH passwords and SSH certificates"),
 ];
 
+/// Other names of engine types, as Vault's documents spell them: the OS engine is a plugin
+/// there (`vault secrets enable -path=os vault-plugin-secrets-os`). Mounts record the type.
+pub const TYPE_ALIASES: &[(&str, &str)] = &[("vault-plugin-secrets-os", "os")];
+
+/// The type `kind` names: itself, or the type it is an alias of.
+pub fn canonical_type(kind: &str) -> &str {
+    TYPE_ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == kind)
+        .map_or(kind, |(_, canonical)| canonical)
+}
+
 /// The path table of an engine type, or `None` for a type this build does not know.
 pub fn paths(kind: &str) -> Option<&'static [PathSpec]> {
     match kind {

@@ -56,19 +56,44 @@ pub fn list(store: &Store) -> StoreResult<Vec<MountRecord>> {
         .collect())
 }
 
-/// Mounts an engine of `kind` at `path`.
+/// What [`enable`] did.
+#[derive(Debug, Clone)]
+pub enum Enabled {
+    /// A new mount.
+    Mounted(MountRecord),
+    /// The path already held an engine of that type (Rotor mounts `os/` and `ssh/` at
+    /// initialisation, so the reference's `secrets enable` finds them): nothing changed.
+    AlreadyMounted(MountRecord),
+}
+
+impl Enabled {
+    pub fn record(&self) -> &MountRecord {
+        match self {
+            Enabled::Mounted(record) | Enabled::AlreadyMounted(record) => record,
+        }
+    }
+}
+
+/// Mounts an engine of `kind` (or a type it is an alias of) at `path`. The same type at the
+/// same path again changes nothing; anything else at, above or below a mount is refused.
 pub fn enable(
     store: &Store,
     path: &str,
     kind: &str,
     description: &str,
-) -> Result<MountRecord, ApiError> {
+) -> Result<Enabled, ApiError> {
     let path = normalize_path(path)?;
+    let kind = super::canonical_type(kind);
     if !super::KNOWN_TYPES.iter().any(|(known, _)| *known == kind) {
         let known: Vec<&str> = super::KNOWN_TYPES.iter().map(|(name, _)| *name).collect();
         return Err(ApiError::bad_request(format!(
-            "unknown secrets engine type '{kind}'; this server knows: {}",
-            known.join(", ")
+            "unknown secrets engine type '{kind}'; this server knows: {} (and {} as os)",
+            known.join(", "),
+            super::TYPE_ALIASES
+                .iter()
+                .map(|(alias, _)| *alias)
+                .collect::<Vec<_>>()
+                .join(", ")
         )));
     }
     let mut accessor_bytes = [0u8; 4];
@@ -81,17 +106,20 @@ pub fn enable(
         created_unix: crate::tokens::now_unix(),
     };
     store.write(|tx| {
-        for (existing, _) in tx.scan::<MountRecord>(Table::Mounts, "")? {
-            if existing.starts_with(&path) || path.starts_with(&existing) {
+        for (existing_path, existing) in tx.scan::<MountRecord>(Table::Mounts, "")? {
+            if existing_path == path && existing.kind == kind {
+                return Ok(Enabled::AlreadyMounted(existing));
+            }
+            if existing_path.starts_with(&path) || path.starts_with(&existing_path) {
                 return Err(ApiError::bad_request(format!(
-                    "path is already in use at {existing}"
+                    "path is already in use at {existing_path} (type {}); choose another -path, or disable that one first (rotor secrets disable {existing_path})",
+                    existing.kind
                 )));
             }
         }
-        tx.put(Table::Mounts, &path, &record)
-            .map_err(ApiError::from)
-    })?;
-    Ok(record)
+        tx.put(Table::Mounts, &path, &record)?;
+        Ok(Enabled::Mounted(record))
+    })
 }
 
 /// Unmounts `path`; answers whether something was mounted there.
@@ -111,8 +139,18 @@ mod tests {
     fn mount_paths_are_validated_and_exclusive() {
         let store = Store::in_memory(Sealer::ephemeral()).expect("store");
         enable(&store, "os", "os", "").expect("mount os");
-        let error = enable(&store, "os/", "os", "").expect_err("taken");
-        assert!(error.message.contains("already in use"), "{error}");
+        // The same type again (by its alias too) is no change; another type is refused.
+        for kind in ["os", "vault-plugin-secrets-os"] {
+            let again = enable(&store, "os/", kind, "").expect("same type again");
+            assert!(matches!(again, Enabled::AlreadyMounted(_)), "{again:?}");
+        }
+        let error = enable(&store, "os/", "ssh", "").expect_err("taken");
+        assert!(
+            error.message.contains("already in use at os/ (type os)"),
+            "{error}"
+        );
+        let plugin = enable(&store, "os2", "vault-plugin-secrets-os", "").expect("alias");
+        assert_eq!(plugin.record().kind, "os");
         let error = enable(&store, "os/inner", "ssh", "").expect_err("nested");
         assert!(error.message.contains("already in use"), "{error}");
         let error = enable(&store, "kv", "kv", "").expect_err("unknown type");

@@ -105,16 +105,28 @@ impl Controller {
     pub fn cli_output(&self, args: &[&str]) -> Result<ProgramOutput> {
         let mut argv = vec!["rotor"];
         argv.extend(args);
+        self.container
+            .exec_program(&argv, &self.cli_environment(), None, CLI_TIMEOUT)
+    }
+
+    /// Runs `script` with `sh -c` in the controller container, in the CLI's environment
+    /// (as `cli_output`), so a command is run exactly as a document prints it: quotes,
+    /// line continuations and all. Ok whatever its exit status.
+    pub fn shell_output(&self, script: &str) -> Result<ProgramOutput> {
         self.container.exec_program(
-            &argv,
-            &[
-                ("ROTOR_ADDR", API_ADDRESS),
-                ("ROTOR_CACERT", CA_CERT),
-                ("ROTOR_TOKEN", &self.root_token),
-            ],
+            &["sh", "-c", script],
+            &self.cli_environment(),
             None,
             CLI_TIMEOUT,
         )
+    }
+
+    fn cli_environment(&self) -> [(&'static str, &str); 3] {
+        [
+            ("ROTOR_ADDR", API_ADDRESS),
+            ("ROTOR_CACERT", CA_CERT),
+            ("ROTOR_TOKEN", &self.root_token),
+        ]
     }
 
     /// Starts `rotor server` in the background (log in /var/log/rotor-server.log) and

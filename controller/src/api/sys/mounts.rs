@@ -12,7 +12,12 @@ use crate::data_map;
 use crate::engines::mounts::{self, MountRecord};
 
 const MOUNT_FIELDS: &[Field] = &[
-    Field::new("type", FieldKind::String, "engine type: os or ssh").required(),
+    Field::new(
+        "type",
+        FieldKind::String,
+        "engine type: os (also vault-plugin-secrets-os) or ssh",
+    )
+    .required(),
     Field::new("description", FieldKind::String, "what the mount is for"),
     Field::new(
         "config",
@@ -140,9 +145,18 @@ fn enable_mount(state: AppState, request: Request) -> HandlerFuture {
     Box::pin(async move {
         let kind = request.required_string("type")?;
         let description = request.string("description")?.unwrap_or_default();
-        let record = mounts::enable(&state.store, request.param("path"), &kind, &description)?;
-        tracing::info!(path = %record.path, kind = %record.kind, "mounted secrets engine");
-        Ok(ApiResponse::empty())
+        match mounts::enable(&state.store, request.param("path"), &kind, &description)? {
+            mounts::Enabled::Mounted(record) => {
+                tracing::info!(path = %record.path, kind = %record.kind, "mounted secrets engine");
+                Ok(ApiResponse::empty())
+            }
+            mounts::Enabled::AlreadyMounted(record) => {
+                Ok(ApiResponse::empty().with_warning(format!(
+                    "{} is already mounted as type {}; nothing changed (os/ and ssh/ are mounted at initialisation)",
+                    record.path, record.kind
+                )))
+            }
+        }
     })
 }
 

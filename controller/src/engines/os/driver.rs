@@ -123,26 +123,60 @@ impl OsEngine {
         }
     }
 
+    /// Why `host`'s job cannot go anywhere: its site has no agent at all (none connected and
+    /// none enrolled), which no waiting fixes. Hosts may be written before their site has
+    /// agents (their site defaults at write), so this is where the operator learns it.
+    fn site_without_agent(
+        &self,
+        mount: &str,
+        host: &HostRecord,
+    ) -> Result<Option<String>, ApiError> {
+        let Some(site) = host
+            .site
+            .as_deref()
+            .filter(|_| host.connection == Connection::Ssh)
+        else {
+            return Ok(None);
+        };
+        if !self.dispatcher.connected_agents(site).is_empty()
+            || crate::dispatch::registry::site_has_agent(&self.store, site)?
+        {
+            return Ok(None);
+        }
+        Ok(Some(format!(
+            "host {host_name} is in site '{site}', which has no enrolled agent: enroll one for it (rotor write agents/enroll site={site}, then rotor-agent enroll with the token on a machine that reaches {address}:{port}), or move the host to a site that has agents (rotor write {mount}hosts/{host_name} site=SITE)",
+            host_name = host.name,
+            address = host.address,
+            port = host.port,
+        )))
+    }
+
     /// Runs a job that changes nothing (a login check): under an id of its own.
     async fn run(
         &self,
+        mount: &str,
         host: &HostRecord,
         job: OsJob,
         deadline: Duration,
     ) -> Result<JobEnd, ApiError> {
-        self.run_as(host, JobId::generate(), job, deadline).await
+        self.run_as(mount, host, JobId::generate(), job, deadline)
+            .await
     }
 
     /// Runs `job` under `job_id`: for a change, the id recorded with its pending candidates,
     /// so the agent's journal and the store name the same change.
     async fn run_as(
         &self,
+        mount: &str,
         host: &HostRecord,
         job_id: JobId,
         job: OsJob,
         deadline: Duration,
     ) -> Result<JobEnd, ApiError> {
         let target = Self::target(host)?;
+        if let Some(reason) = self.site_without_agent(mount, host)? {
+            return Ok(JobEnd::NotRun(reason));
+        }
         let result = self
             .dispatcher
             .submit_for_host(
@@ -199,6 +233,7 @@ impl OsEngine {
         };
         let end = self
             .run(
+                mount,
                 host,
                 job,
                 Duration::from_secs(config.connect_timeout_secs + config.step_timeout_secs * 2),
@@ -415,6 +450,7 @@ impl OsEngine {
         };
         let end = self
             .run_as(
+                mount,
                 host,
                 job_id,
                 job,
@@ -559,6 +595,7 @@ impl OsEngine {
             };
             let end = self
                 .run(
+                    mount,
                     &host,
                     job,
                     Duration::from_secs(config.connect_timeout_secs + config.step_timeout_secs * 3),
@@ -702,6 +739,7 @@ impl OsEngine {
         };
         let end = self
             .run(
+                mount,
                 &host,
                 job,
                 Duration::from_secs(config.connect_timeout_secs + config.step_timeout_secs * 2),

@@ -6,6 +6,7 @@
 //! - `driver.rs`: jobs through the dispatcher, per-host serialisation, verification, recovery.
 //! - `paths.rs`: the HTTP surface.
 //! - `password.rs`: which password policy an account uses (account > host > config > default).
+//! - `site.rs`: which site a host written without one belongs to.
 //! - `heartbeat.rs`: `verify_period` and the last verification's result, per account.
 //! - `waves.rs` (plans: selection, canary and waves, the stop rule) and `rollout.rs` (running
 //!   them through the driver, the run record, `os/rotate` and `os/rotations/:id`).
@@ -19,6 +20,7 @@ pub mod password;
 pub mod paths;
 pub mod rollout;
 pub mod rotation;
+pub mod site;
 pub mod waves;
 
 pub use driver::OsEngine;

@@ -26,6 +26,9 @@ pub struct OsConfig {
     /// The password policy of the mount's accounts unless their host or they name another.
     #[serde(default)]
     pub password_policy: Option<String>,
+    /// The site of hosts written without one (see `site.rs` for the rule without it).
+    #[serde(default)]
+    pub default_site: Option<String>,
 }
 
 impl Default for OsConfig {
@@ -37,6 +40,7 @@ impl Default for OsConfig {
             rotation_deadline_secs: 120,
             password_length: 24,
             password_policy: None,
+            default_site: None,
         }
     }
 }

@@ -14,9 +14,11 @@ use russh::keys::ssh_key::{Algorithm, PublicKey};
 use serde_json::{Map, Value, json};
 
 use super::model::{self, AccountRecord, AccountStatus, Connection, HostRecord};
+use super::site;
 use crate::api::paths::{Field, FieldKind, HandlerFuture, Operation, PathSpec, Request};
 use crate::api::{ApiError, ApiResponse, AppState};
 use crate::data_map;
+use crate::dispatch::registry;
 use crate::store::Table;
 use crate::tokens::now_unix;
 
@@ -95,7 +97,7 @@ const HOST_FIELDS: &[Field] = &[
     Field::new(
         "site",
         FieldKind::String,
-        "the site whose agents can reach this host",
+        "the site whose agents can reach this host (default: config's default_site, else the only site with agents, else `default`; chosen at write)",
     ),
     Field::new(
         "connection",
@@ -154,6 +156,11 @@ const CONFIG_FIELDS: &[Field] = &[
         "password_policy",
         FieldKind::String,
         "the password policy (sys/policies/password) for new passwords; the built-in default otherwise",
+    ),
+    Field::new(
+        "default_site",
+        FieldKind::String,
+        "the site of hosts written without one (empty: the only site with agents, else `default`)",
     ),
 ];
 
@@ -345,6 +352,18 @@ fn check_object_name(kind: &'static str, name: &str) -> Result<(), ApiError> {
     validate_object_name(kind, name).map_err(|invalid| ApiError::bad_request(invalid.to_string()))
 }
 
+/// A site name in `field`: the rule agents' sites follow, or no agent could ever serve it.
+fn check_site_name(field: &str, site: &str) -> Result<(), ApiError> {
+    if registry::is_valid_site_name(site) {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(format!(
+        "field '{field}': {} is not a valid site name ({})",
+        quote_for_message(site),
+        registry::SITE_NAME_RULE
+    )))
+}
+
 /// Reads `ssh_host_key` as the agent will (an OpenSSH public key line, `ssh-ed25519 AAAA…
 /// [comment]`) and answers the line to store: single spaces, no control characters.
 fn parse_host_key(host: &str, text: &str) -> Result<String, ApiError> {
@@ -386,6 +405,7 @@ fn read_config(state: AppState, request: Request) -> HandlerFuture {
             "rotation_deadline" => config.rotation_deadline_secs,
             "password_length" => config.password_length,
             "password_policy" => config.password_policy,
+            "default_site" => config.default_site,
         }))
     })
 }
@@ -431,6 +451,13 @@ fn write_config(state: AppState, request: Request) -> HandlerFuture {
         if let Some(name) = request.string("password_policy")? {
             super::password::check_named_policy(&state.store, &name)?;
             config.password_policy = Some(name).filter(|name| !name.is_empty());
+        }
+        if let Some(site) = request.string("default_site")? {
+            let site = site.trim().to_string();
+            if !site.is_empty() {
+                check_site_name("default_site", &site)?;
+            }
+            config.default_site = Some(site).filter(|site| !site.is_empty());
         }
         model::write_config(&state.store, &request.mount, &config)?;
         Ok(ApiResponse::empty())
@@ -524,6 +551,10 @@ fn write_host(state: AppState, request: Request) -> HandlerFuture {
             }
         }
         if let Some(site) = request.string("site")? {
+            let site = site.trim().to_string();
+            if !site.is_empty() {
+                check_site_name("site", &site)?;
+            }
             host.site = Some(site).filter(|s| !s.is_empty());
         }
         if let Some(connection) = request.string("connection")? {
@@ -565,12 +596,16 @@ fn write_host(state: AppState, request: Request) -> HandlerFuture {
             super::password::check_named_policy(&state.store, &name)?;
             host.password_policy = Some(name).filter(|name| !name.is_empty());
         }
+        let mut warning = None;
+        if host.connection == Connection::Ssh && host.site.is_none() {
+            let config = model::read_config(&state.store, &request.mount)?;
+            let sites = registry::sites_with_agents(&state.store)?;
+            let choice = site::choose_site(config.default_site.as_deref(), &sites);
+            warning = choice.warning(&request.mount, &name);
+            tracing::info!(host = %name, site = %choice.site(), ?choice, "host written without a site");
+            host.site = Some(choice.site().to_string());
+        }
         match host.connection {
-            Connection::Ssh if host.site.is_none() => {
-                return Err(ApiError::bad_request(
-                    "missing field 'site': which site's agents can reach this host",
-                ));
-            }
             Connection::Local if host.agent.is_none() => {
                 return Err(ApiError::bad_request(
                     "field 'agent' is required with connection=local: the id of the agent on this host",
@@ -580,7 +615,10 @@ fn write_host(state: AppState, request: Request) -> HandlerFuture {
         }
         let key = model::host_key(&request.mount, &name);
         state.store.write(|tx| tx.put(Table::Hosts, &key, &host))?;
-        Ok(ApiResponse::empty())
+        Ok(match warning {
+            Some(warning) => ApiResponse::empty().with_warning(warning),
+            None => ApiResponse::empty(),
+        })
     })
 }
 
@@ -760,11 +798,18 @@ fn write_account(state: AppState, request: Request) -> HandlerFuture {
             ));
         }
         match existing {
-            Some(_) => {
-                if request.string("password")?.is_some() {
-                    return Err(ApiError::bad_request(
-                        "field 'password' cannot change an existing account: use .../reset (Rotor's knowledge) or .../rotate (the host)",
-                    ));
+            Some(stored) => {
+                // The create command run again (a setup script, the reference's self-managed
+                // setup after its parent-managed one) repeats the password Rotor already
+                // holds: nothing to change. Any other password would be a reset in disguise.
+                if let Some(given) = request.string("password")?
+                    && Password::new(given)
+                        != model::current_password(&state.store, &mount, &stored)?
+                {
+                    return Err(ApiError::bad_request(format!(
+                        "field 'password' cannot change existing account {name} of host {}: use {mount}hosts/{}/accounts/{name}/reset (what Rotor knows) or .../rotate (the host); a write may repeat only the current password",
+                        host.name, host.name
+                    )));
                 }
                 model::update_account_settings(&state.store, &mount, &account)?;
             }
@@ -1096,6 +1141,184 @@ mod tests {
             .await
             .unwrap_or_else(|error| panic!("reading host {name}: {error}"));
         Value::Object(response.data.unwrap_or_default())
+    }
+
+    fn enrolled_agent(state: &AppState, id: &str, site: &str, revoked: bool) {
+        crate::dispatch::registry::register_agent(
+            &state.store,
+            &crate::dispatch::registry::AgentRecord {
+                id: id.into(),
+                site: site.into(),
+                enrolled_unix: 1,
+                certificate_serial: "01".into(),
+                certificate_not_after_unix: 2,
+                agent_version: "test".into(),
+                revoked_unix: revoked.then_some(3),
+                last_seen_unix: None,
+                last_remote_address: None,
+            },
+        )
+        .expect("agent registered");
+    }
+
+    /// The reference's host write: address and port, no site (and a pinned key).
+    async fn write_without_site(state: &AppState, name: &str) -> ApiResponse {
+        write(
+            state,
+            &format!("hosts/{name}"),
+            json!({"address": "box.example.com", "port": 22, "ssh_host_key": HOST_KEY}),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("host {name} without a site: {error}"))
+    }
+
+    #[tokio::test]
+    async fn a_host_without_site_gets_the_default_site_at_write() {
+        let state = crate::testing::services();
+        // No agent anywhere: `default`, with a warning that says what to do.
+        let answer = write_without_site(&state, "my-box").await;
+        assert_eq!(read_host(&state, "my-box").await["site"], "default");
+        assert_eq!(answer.warnings.len(), 1, "{:?}", answer.warnings);
+        assert!(
+            answer.warnings[0].contains("host my-box is in site 'default'")
+                && answer.warnings[0].contains("agents/enroll"),
+            "{:?}",
+            answer.warnings
+        );
+
+        // One site with agents (a revoked agent's site does not count): that site.
+        enrolled_agent(&state, "agent-1", "dc1", false);
+        enrolled_agent(&state, "agent-2", "dc1", false);
+        enrolled_agent(&state, "agent-3", "old", true);
+        let answer = write_without_site(&state, "box-2").await;
+        assert_eq!(read_host(&state, "box-2").await["site"], "dc1");
+        assert!(answer.warnings.is_empty(), "{:?}", answer.warnings);
+
+        // Resolved once: an update without a site keeps it, even when agents change.
+        enrolled_agent(&state, "agent-4", "dc2", false);
+        write(&state, "hosts/box-2", json!({"port": 2222}))
+            .await
+            .expect("update");
+        assert_eq!(read_host(&state, "box-2").await["site"], "dc1");
+
+        // Two sites with agents: none is guessed.
+        write_without_site(&state, "box-3").await;
+        assert_eq!(read_host(&state, "box-3").await["site"], "default");
+
+        // The engine's default_site wins over agents; a given site over everything.
+        write(&state, "config", json!({"default_site": "dc2"}))
+            .await
+            .expect("default_site");
+        let config = call(&state, Operation::Read, "config", json!({}))
+            .await
+            .expect("config");
+        assert_eq!(config.data.unwrap_or_default()["default_site"], "dc2");
+        write_without_site(&state, "box-4").await;
+        assert_eq!(read_host(&state, "box-4").await["site"], "dc2");
+        write(&state, "hosts/box-5", host(json!({"site": "lab"})))
+            .await
+            .expect("explicit site");
+        assert_eq!(read_host(&state, "box-5").await["site"], "lab");
+
+        // Site names follow the agents' rule.
+        refused(
+            &state,
+            "hosts/box-6",
+            host(json!({"site": "Bad Site"})),
+            &["field 'site':", "not a valid site name", "lowercase"],
+        )
+        .await;
+        refused(
+            &state,
+            "config",
+            json!({"default_site": "a/b"}),
+            &["field 'default_site':", "not a valid site name"],
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn agents_enrolled_without_site_join_default() {
+        let state = crate::testing::services();
+        let answer = crate::testing::call(
+            &state,
+            crate::api::agents::paths(),
+            "agents/",
+            Operation::Write,
+            "enroll",
+            json!({}),
+        )
+        .await
+        .expect("enrollment without a site");
+        assert_eq!(answer.data.unwrap_or_default()["site"], "default");
+    }
+
+    #[tokio::test]
+    async fn a_site_without_agents_fails_at_first_contact_naming_host_site_and_fix() {
+        let state = crate::testing::services();
+        write_without_site(&state, "my-box").await;
+        let started = std::time::Instant::now();
+        let error = write(
+            &state,
+            "hosts/my-box/accounts/mgmt-user",
+            json!({"username": "super-user", "password": "super-secret"}),
+        )
+        .await
+        .expect_err("no agent can reach the host");
+        assert_eq!(error.status, StatusCode::BAD_REQUEST, "{error}");
+        for part in [
+            "host my-box is in site 'default'",
+            "no enrolled agent",
+            "rotor write agents/enroll site=default",
+            "rotor write os/hosts/my-box site=SITE",
+        ] {
+            assert!(error.message.contains(part), "'{part}' in: {error}");
+        }
+        // Known at once: nothing to wait for when the site has no agent at all.
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        // Deferred first contact: the account is saved, its rotation fails the same way.
+        write(
+            &state,
+            "hosts/my-box/accounts/my-user",
+            json!({"username": "user-1", "password": "bigsecret", "verify_connection": false}),
+        )
+        .await
+        .expect("saved without contact");
+        let error = write(&state, "hosts/my-box/accounts/my-user/rotate", json!({}))
+            .await
+            .expect_err("rotation cannot reach the host");
+        assert!(
+            error
+                .message
+                .contains("host my-box is in site 'default', which has no enrolled agent"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn writing_an_account_again_may_repeat_only_its_current_password() {
+        let state = crate::testing::services();
+        write(&state, "hosts/web", host(json!({})))
+            .await
+            .expect("host");
+        let create =
+            json!({"username": "user-1", "password": "bigsecret", "verify_connection": false});
+        write(&state, "hosts/web/accounts/app-user", create.clone())
+            .await
+            .expect("created");
+        write(&state, "hosts/web/accounts/app-user", create)
+            .await
+            .expect("the same command again changes nothing");
+        refused(
+            &state,
+            "hosts/web/accounts/app-user",
+            json!({"password": "other"}),
+            &[
+                "field 'password' cannot change existing account app-user",
+                "/reset",
+            ],
+        )
+        .await;
     }
 
     #[tokio::test]
