@@ -8,6 +8,7 @@
 //! job means.
 
 pub mod endpoint;
+pub mod evidence;
 pub mod link;
 pub mod queue;
 pub mod registry;
@@ -168,6 +169,8 @@ struct Inner {
     queues: Mutex<Queues>,
     /// Set by the ssh engine; without it every OTP is refused.
     otp_verifier: Mutex<Option<OtpVerifier>>,
+    /// Woken whenever an agent's link is registered, for [`Dispatcher::wait_until_connected`].
+    link_registered: tokio::sync::Notify,
 }
 
 impl Dispatcher {
@@ -191,6 +194,7 @@ impl Dispatcher {
                     waiters: HashMap::new(),
                 }),
                 otp_verifier: Mutex::new(None),
+                link_registered: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -246,6 +250,34 @@ impl Dispatcher {
             jobs_in_flight,
             reported: link.reported_metrics(),
         })
+    }
+
+    /// Waits until an agent that can take a job for `target` is connected (an event: woken
+    /// when a link registers, not polled), at most `timeout`. Answers whether one is. A
+    /// reconnecting agent's journal is recorded ([`evidence`]) before its link registers, so
+    /// once this answers `true` that agent's reported results are in the store.
+    pub async fn wait_until_connected(&self, target: &JobTarget, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let registered = self.inner.link_registered.notified();
+            tokio::pin!(registered);
+            registered.as_mut().enable();
+            let connected = match target {
+                JobTarget::Agent(agent) => self.link(agent.as_str()).is_some(),
+                JobTarget::Site(site) => !self.connected_agents(site).is_empty(),
+            };
+            if connected {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, registered).await.is_err() {
+                return false;
+            }
+        }
+    }
+
+    /// How long a job waits for an agent to connect before it fails.
+    pub fn agent_wait(&self) -> Duration {
+        self.inner.settings.agent_wait
     }
 
     pub fn connected_agents(&self, site: &str) -> Vec<AgentId> {
@@ -877,10 +909,21 @@ impl Dispatcher {
             tracing::info!(agent = %agent_id, %error, "agent left during the handshake");
             return;
         }
+        // The agent's journal: results it recorded that no controller acknowledged. Kept as
+        // evidence for changes still pending here, then acknowledged; if they cannot be kept,
+        // they are not acknowledged, so the agent reports them again next time.
+        let mut acknowledge = false;
         if !hello.unacknowledged_results.is_empty() {
-            let ids: Vec<JobId> = hello.unacknowledged_results.iter().map(|r| r.id).collect();
-            tracing::info!(agent = %agent_id, count = ids.len(),
-                "agent reported results of jobs from a previous connection");
+            let count = hello.unacknowledged_results.len();
+            match evidence::record(&self.inner.store, &agent_id, &hello.unacknowledged_results) {
+                Ok(()) => {
+                    acknowledge = true;
+                    tracing::info!(agent = %agent_id, count,
+                        "agent reported results of jobs from a previous connection; kept as evidence");
+                }
+                Err(error) => tracing::error!(agent = %agent_id, count, %error,
+                    "cannot keep the results the agent reported; not acknowledging them"),
+            }
         }
         let (link, running) = link::start(
             agent_id.clone(),
@@ -894,7 +937,7 @@ impl Dispatcher {
                 missed_beats_allowed: settings.missed_beats_allowed,
             },
         );
-        if !hello.unacknowledged_results.is_empty() {
+        if acknowledge {
             let ids = hello.unacknowledged_results.iter().map(|r| r.id).collect();
             let _ = link.send(ControllerMessage::AckResults { ids }).await;
         }
@@ -912,8 +955,9 @@ impl Dispatcher {
         }
         let _ = registry::touch_agent(&self.inner.store, agent_id.as_str(), &remote.to_string());
         tracing::info!(agent = %agent_id, site = %record.site, %remote, "agent connected");
-        // Jobs waiting for this site may run now.
+        // Jobs waiting for this site may run now, and so may recoveries waiting for an agent.
         self.grant_free_slots();
+        self.inner.link_registered.notify_waiters();
         running.await;
         if let Ok(mut links) = self.inner.links.lock()
             && links

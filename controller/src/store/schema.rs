@@ -24,7 +24,8 @@ pub enum Table {
     Accounts,
     /// Password versions, keyed by `<mount>/<host>/<account>/<version:010>`.
     Versions,
-    /// Jobs in flight, keyed by job id.
+    /// Results agents reported from their journals after a reconnect, keyed by job id
+    /// (`dispatch/evidence.rs`).
     Jobs,
     /// Roles of the ssh engine (OTP and CA), keyed by `<mount>/<role>`.
     SshRoles,

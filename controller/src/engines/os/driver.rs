@@ -580,6 +580,12 @@ impl OsEngine {
                 error: None,
             });
         };
+        if let Some(report) = self
+            .settle_from_journal(mount, &host, &account, &candidate)
+            .await?
+        {
+            return Ok(report);
+        }
         let current = model::current_password(&self.store, mount, &account)?;
         let config = model::read_config(&self.store, mount)?;
         // "Neither logs in" may be a change still landing: the lost job's chpasswd can finish
@@ -675,6 +681,80 @@ impl OsEngine {
                 })
             }
         }
+    }
+
+    /// Settles `account`'s pending change from its agent's journal, when the agent that ran
+    /// the job reported the result after a reconnect (the controller was killed, or the link
+    /// broke, before the answer arrived): no probe login needed. Waits first for an agent of
+    /// the host to connect (an event, at most `agent_wait`), since a reconnecting agent's
+    /// journal is kept before its link registers. `None`: no usable answer; probe instead.
+    /// The caller holds the host lock.
+    async fn settle_from_journal(
+        &self,
+        mount: &str,
+        host: &HostRecord,
+        account: &AccountRecord,
+        candidate: &Password,
+    ) -> Result<Option<AccountReport>, ApiError> {
+        let Some(pending) = &account.pending else {
+            return Ok(None);
+        };
+        if self.site_without_agent(mount, host)?.is_none()
+            && let Ok(target) = Self::target(host)
+        {
+            self.dispatcher
+                .wait_until_connected(&target, self.dispatcher.agent_wait())
+                .await;
+        }
+        let Some((agent, outcome)) =
+            crate::dispatch::evidence::reported(&self.store, &pending.job_id)?
+        else {
+            return Ok(None);
+        };
+        let decision = rotation::decide_after_rotation(
+            JobEnd::Answered(outcome),
+            vec![(account.username.clone(), candidate.clone())],
+        )
+        .into_iter()
+        .find(|(username, _)| *username == account.username)
+        .map(|(_, decision)| decision);
+        let report = match decision {
+            Some(Decision::Commit(proof)) => {
+                let version =
+                    model::commit_confirmed(&self.store, mount, &host.name, &account.name, proof)?;
+                tracing::info!(host = %host.name, account = %account.name, version, job = %pending.job_id, %agent,
+                    "settled from the agent's journal: the agent recorded the change as made; committed without a probe login");
+                metrics::global().verification_finished(VerificationKind::Pending, "agent_journal");
+                AccountReport {
+                    account: account.name.clone(),
+                    committed_version: Some(version),
+                    status: AccountStatus::InSync,
+                    error: None,
+                }
+            }
+            Some(Decision::Drop { reason }) => {
+                model::drop_pending(
+                    &self.store,
+                    mount,
+                    &host.name,
+                    &account.name,
+                    Some(reason.clone()),
+                    Some(retry_backoff_secs(account.failed_attempts)),
+                )?;
+                tracing::warn!(host = %host.name, account = %account.name, job = %pending.job_id, %agent, %reason,
+                    "settled from the agent's journal: the change certainly did not happen; dropped without a probe login");
+                metrics::global().verification_finished(VerificationKind::Pending, "agent_journal");
+                AccountReport {
+                    account: account.name.clone(),
+                    committed_version: None,
+                    status: AccountStatus::InSync,
+                    error: Some(reason),
+                }
+            }
+            // The agent itself did not know (or named no such account): probe.
+            Some(Decision::Verify { .. }) | None => return Ok(None),
+        };
+        Ok(Some(report))
     }
 
     /// Resolves every pending candidate of a mount (after a controller restart, or later

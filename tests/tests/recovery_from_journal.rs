@@ -1,0 +1,180 @@
+//! Issue 16, job identity end to end: a change whose answer the controller never received
+//! (killed after the agent made the change, before the result arrived) settles from the
+//! agent's journal when the agent reconnects, without a probe login.
+//!
+//! In process, no Docker: the real dispatcher and OS engine over an in-memory store, and the
+//! real agent link over QUIC on loopback with a handler that records every job it is sent.
+//! The crash is staged exactly: the store holds the pending candidate under job id J (what
+//! `record_pending_candidates` wrote before the job went out) and the agent's journal holds
+//! its unacknowledged result for J (what the agent wrote when the change was made). Then the
+//! agent connects and recovery runs.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use rotor_agent::handlers::JobHandler;
+use rotor_common::ids::JobId;
+use rotor_common::secret::Password;
+use rotor_common::wire::os::{AccountResult, OsOutcome};
+use rotor_common::wire::{JobKind, JobOutcome, JobResult};
+use rotor_controller::dispatch::{DispatchSettings, Dispatcher, registry};
+use rotor_controller::engines::os::OsEngine;
+use rotor_controller::engines::os::model::{
+    self, AccountRecord, AccountStatus, Connection, HostRecord,
+};
+use rotor_controller::store::{Sealer, Store};
+
+const SITE: &str = "lab";
+const MOUNT: &str = "os/";
+
+fn host() -> HostRecord {
+    HostRecord {
+        name: "h1".into(),
+        address: "127.0.0.1".into(),
+        port: 22,
+        ssh_host_key: None,
+        trusted_host_key: None,
+        site: Some(SITE.into()),
+        connection: Connection::Ssh,
+        agent: None,
+        chpasswd_command: "/usr/sbin/chpasswd".into(),
+        passwd_prompts_json: None,
+        created_unix: 0,
+        password_policy: None,
+    }
+}
+
+fn journal_settlements() -> u64 {
+    rotor_controller::metrics::global()
+        .snapshot()
+        .verifications
+        .iter()
+        .filter(|(kind, result, _)| *kind == "pending" && *result == "agent_journal")
+        .map(|(_, _, count)| *count)
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_the_agent_journaled_settles_without_a_probe_after_a_controller_crash()
+-> Result<()> {
+    rotor_common::tls::install_crypto_provider();
+    let store = Arc::new(Store::in_memory(Sealer::ephemeral())?);
+    let ca = Arc::new(rotor_controller::pki::load_or_create_ca(&store)?);
+    let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let identity = rotor_controller::pki::issue_server_identity(&ca, &[], &[loopback])?;
+    let config = rotor_common::tls::quic_server_config(
+        ca.cert_pem(),
+        &identity,
+        Duration::from_secs(30),
+        Duration::from_secs(5),
+    )?;
+    let endpoint = quinn::Endpoint::server(config, SocketAddr::new(loopback, 0))?;
+    let address = endpoint.local_addr()?.to_string();
+    let dispatcher = Dispatcher::new(store.clone(), ca.clone(), DispatchSettings::default());
+    let serving = dispatcher.clone();
+    tokio::spawn(async move { serving.serve(endpoint).await });
+    let engine = OsEngine::new(store.clone(), dispatcher.clone());
+
+    // A parent-managed account, its change in flight under job J when the controller died.
+    let mut parent = AccountRecord::new("h1", "mgmt");
+    parent.username = "mgmt".into();
+    let mut child = AccountRecord::new("h1", "app");
+    child.username = "app-user".into();
+    child.parent_ref = Some("mgmt".into());
+    model::load_host_with_accounts(
+        &store,
+        MOUNT,
+        &host(),
+        vec![
+            (parent, Password::new("Mgmt-1".to_string())),
+            (child, Password::new("App-1".to_string())),
+        ],
+    )?;
+    let job = JobId::generate();
+    let candidate = Password::new("App-2-candidate".to_string());
+    model::record_pending_candidates(
+        &store,
+        MOUNT,
+        "h1",
+        &job.to_string(),
+        &[("app".to_string(), candidate.clone())],
+    )
+    .map_err(|error| anyhow::anyhow!("recording the pending candidate: {}", error.message))?;
+
+    // The agent made the change and journaled it; the answer never reached the controller.
+    let (token, record) = registry::create_enrollment_token(&store, SITE, Duration::from_secs(60))?;
+    let dirs = tempfile::tempdir()?;
+    let dir = dirs.path().join(&record.agent_id);
+    rotor_agent::enroll::enroll(
+        &address,
+        Password::new(token),
+        &ca.fingerprint(),
+        &dir,
+        false,
+    )
+    .await
+    .map_err(|error| anyhow::anyhow!("enrolling: {error}"))?;
+    rotor_agent::journal::Journal::open(&dir)?.record(&JobResult {
+        id: job,
+        outcome: JobOutcome::Os(OsOutcome::Rotated {
+            accounts: vec![("app-user".into(), AccountResult::Changed)],
+            host_key: None,
+        }),
+    })?;
+
+    // Recovery starts before the agent is back (as at a controller's start): it waits for
+    // the agent, reads its journal, and settles. Any job sent to the agent is a probe.
+    let sent: Arc<Mutex<Vec<String>>> = Arc::default();
+    let recorded = sent.clone();
+    let handler: JobHandler = Arc::new(move |kind: JobKind| {
+        let recorded = recorded.clone();
+        Box::pin(async move {
+            if let Ok(mut jobs) = recorded.lock() {
+                jobs.push(format!("{kind:?}").chars().take(40).collect());
+            }
+            JobOutcome::Failed(rotor_common::wire::JobFailure {
+                certainty: rotor_common::wire::FailureCertainty::BeforeChange,
+                message: "this test's agent runs no jobs".into(),
+            })
+        })
+    });
+    let before = journal_settlements();
+    let recovery = {
+        let engine = engine.clone();
+        tokio::spawn(async move { engine.recover_pending(MOUNT).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let agent_dir = dir.clone();
+    tokio::spawn(async move {
+        let _ = rotor_agent::link::run_with(&agent_dir, stopped, handler).await;
+    });
+    let resolved = tokio::time::timeout(Duration::from_secs(30), recovery)
+        .await
+        .context("recovery did not finish in 30 s")??
+        .map_err(|error| anyhow::anyhow!("recovery failed: {}", error.message))?;
+    let _ = stop.send(true);
+
+    assert_eq!(resolved, 1, "the pending change settled");
+    let account =
+        model::get_account(&store, MOUNT, "h1", "app")?.context("the account is still there")?;
+    assert_eq!(account.status, AccountStatus::InSync);
+    assert!(account.pending.is_none());
+    assert_eq!(
+        account.current_version, 2,
+        "the journaled change was committed"
+    );
+    let current = model::current_password(&store, MOUNT, &account)?;
+    assert_eq!(current.expose(), candidate.expose());
+    let probes = sent.lock().map(|jobs| jobs.clone()).unwrap_or_default();
+    if !probes.is_empty() {
+        bail!("recovery sent jobs to the agent instead of reading its journal: {probes:?}");
+    }
+    assert!(
+        journal_settlements() > before,
+        "the settlement from the journal is counted in rotor_verifications_total"
+    );
+    Ok(())
+}
