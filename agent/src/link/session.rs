@@ -11,7 +11,8 @@ use std::time::Duration;
 use rotor_common::ids::JobId;
 use rotor_common::pki::CONTROLLER_SERVER_NAME;
 use rotor_common::wire::{
-    self, AgentMessage, ControllerMessage, Hello, Job, JobReply, JobResult, read_frame, write_frame,
+    self, AgentMessage, ControllerMessage, FailureCertainty, Hello, Job, JobFailure, JobOutcome,
+    JobReply, JobResult, read_frame, write_frame,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -32,6 +33,28 @@ fn now_unix() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.as_secs())
         .unwrap_or(0)
+}
+
+fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// A job that arrives after its deadline is not run: the controller has given up on it (or
+/// is about to) and decides from "certainly not run", so starting it could only change a
+/// credential behind its back.
+fn refused_past_deadline(id: JobId, deadline_unix_ms: u64, now_unix_ms: u64) -> Option<JobOutcome> {
+    (now_unix_ms > deadline_unix_ms).then(|| {
+        JobOutcome::Failed(JobFailure {
+            certainty: FailureCertainty::BeforeChange,
+            message: format!(
+                "job {id} reached the agent {} ms after its deadline, so it was not run; if this repeats, check that the agent's and the controller's clocks agree (NTP)",
+                now_unix_ms - deadline_unix_ms
+            ),
+        })
+    })
 }
 
 /// Jobs running now, so a redelivered job waits for the first run instead of running twice.
@@ -267,13 +290,19 @@ async fn serve_job(
             if let Ok(mut map) = in_flight.lock() {
                 map.insert(id, waiter);
             }
-            tracing::info!(job = %id, "running job");
-            let counted = crate::metrics::job_started();
-            let outcome = handler(job.kind).await;
-            counted.finished(!matches!(
-                outcome,
-                rotor_common::wire::JobOutcome::Failed(_)
-            ));
+            let outcome = match refused_past_deadline(id, job.deadline_unix_ms, now_unix_ms()) {
+                Some(refusal) => {
+                    tracing::warn!(job = %id, "job arrived after its deadline; not run");
+                    refusal
+                }
+                None => {
+                    tracing::info!(job = %id, "running job");
+                    let counted = crate::metrics::job_started();
+                    let outcome = handler(job.kind).await;
+                    counted.finished(!matches!(outcome, JobOutcome::Failed(_)));
+                    outcome
+                }
+            };
             let result = JobResult { id, outcome };
             if let Err(error) = journal.record(&result) {
                 tracing::error!(job = %id, %error, "cannot journal a job result; sending it anyway");
@@ -291,4 +320,28 @@ async fn serve_job(
     let _ = send.finish();
     let _ = tokio::time::timeout(Duration::from_secs(5), send.stopped()).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_past_its_deadline_is_certainly_not_run() {
+        let id = JobId::generate();
+        assert!(refused_past_deadline(id, 10_000, 9_999).is_none());
+        assert!(refused_past_deadline(id, 10_000, 10_000).is_none());
+        match refused_past_deadline(id, 10_000, 12_500) {
+            Some(JobOutcome::Failed(failure)) => {
+                assert_eq!(failure.certainty, FailureCertainty::BeforeChange);
+                assert!(
+                    failure.message.contains("2500 ms after its deadline"),
+                    "{}",
+                    failure.message
+                );
+                assert!(failure.message.contains(&id.to_string()));
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
 }
