@@ -7,7 +7,8 @@
 //! The crash is staged exactly: the store holds the pending candidate under job id J (what
 //! `record_pending_candidates` wrote before the job went out) and the agent's journal holds
 //! its unacknowledged result for J (what the agent wrote when the change was made). Then the
-//! agent connects and recovery runs.
+//! agent connects and recovery runs. Also: pending changes of several hosts are probed side
+//! by side.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -56,9 +57,15 @@ fn journal_settlements() -> u64 {
         .sum()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_change_the_agent_journaled_settles_without_a_probe_after_a_controller_crash()
--> Result<()> {
+/// The controller's side in process: store, dispatcher serving QUIC on loopback, OS engine.
+struct Lab {
+    store: Arc<Store>,
+    ca: Arc<rotor_common::pki::CertificateAuthority>,
+    address: String,
+    engine: OsEngine,
+}
+
+fn lab() -> Result<Lab> {
     rotor_common::tls::install_crypto_provider();
     let store = Arc::new(Store::in_memory(Sealer::ephemeral())?);
     let ca = Arc::new(rotor_controller::pki::load_or_create_ca(&store)?);
@@ -76,7 +83,36 @@ async fn a_change_the_agent_journaled_settles_without_a_probe_after_a_controller
     let serving = dispatcher.clone();
     tokio::spawn(async move { serving.serve(endpoint).await });
     let engine = OsEngine::new(store.clone(), dispatcher.clone());
+    Ok(Lab {
+        store,
+        ca,
+        address,
+        engine,
+    })
+}
 
+/// Enrolls an agent of the site into `dir`; answers the directory to run it from.
+async fn enroll_agent(lab: &Lab, dirs: &tempfile::TempDir) -> Result<std::path::PathBuf> {
+    let (token, record) =
+        registry::create_enrollment_token(&lab.store, SITE, Duration::from_secs(60))?;
+    let dir = dirs.path().join(&record.agent_id);
+    rotor_agent::enroll::enroll(
+        &lab.address,
+        Password::new(token),
+        &lab.ca.fingerprint(),
+        &dir,
+        false,
+    )
+    .await
+    .map_err(|error| anyhow::anyhow!("enrolling: {error}"))?;
+    Ok(dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_the_agent_journaled_settles_without_a_probe_after_a_controller_crash()
+-> Result<()> {
+    let lab = lab()?;
+    let (store, engine) = (lab.store.clone(), lab.engine.clone());
     // A parent-managed account, its change in flight under job J when the controller died.
     let mut parent = AccountRecord::new("h1", "mgmt");
     parent.username = "mgmt".into();
@@ -104,18 +140,8 @@ async fn a_change_the_agent_journaled_settles_without_a_probe_after_a_controller
     .map_err(|error| anyhow::anyhow!("recording the pending candidate: {}", error.message))?;
 
     // The agent made the change and journaled it; the answer never reached the controller.
-    let (token, record) = registry::create_enrollment_token(&store, SITE, Duration::from_secs(60))?;
     let dirs = tempfile::tempdir()?;
-    let dir = dirs.path().join(&record.agent_id);
-    rotor_agent::enroll::enroll(
-        &address,
-        Password::new(token),
-        &ca.fingerprint(),
-        &dir,
-        false,
-    )
-    .await
-    .map_err(|error| anyhow::anyhow!("enrolling: {error}"))?;
+    let dir = enroll_agent(&lab, &dirs).await?;
     rotor_agent::journal::Journal::open(&dir)?.record(&JobResult {
         id: job,
         outcome: JobOutcome::Os(OsOutcome::Rotated {
@@ -176,5 +202,78 @@ async fn a_change_the_agent_journaled_settles_without_a_probe_after_a_controller
         journal_settlements() > before,
         "the settlement from the journal is counted in rotor_verifications_total"
     );
+    Ok(())
+}
+
+/// Issue 16, recovery in parallel: pending changes of different hosts are probed side by
+/// side (one host's in order). Each probe here takes 3 s on the simulated agent, so two
+/// hosts probed one after the other would never overlap; the test asserts the overlap, not
+/// a duration, so a slow machine cannot fail it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_changes_of_different_hosts_are_probed_side_by_side() -> Result<()> {
+    let lab = lab()?;
+    for name in ["h1", "h2"] {
+        let mut record = host();
+        record.name = name.into();
+        let mut account = AccountRecord::new(name, "app");
+        account.username = "app-user".into();
+        model::load_host_with_accounts(
+            &lab.store,
+            MOUNT,
+            &record,
+            vec![(account, Password::new("App-1".to_string()))],
+        )?;
+        model::record_pending_candidates(
+            &lab.store,
+            MOUNT,
+            name,
+            &JobId::generate().to_string(),
+            &[(
+                "app".to_string(),
+                Password::new(format!("{name}-candidate")),
+            )],
+        )
+        .map_err(|error| anyhow::anyhow!("recording a candidate: {}", error.message))?;
+    }
+    let dirs = tempfile::tempdir()?;
+    let dir = enroll_agent(&lab, &dirs).await?;
+    // (running now, most at once)
+    let probes: Arc<Mutex<(usize, usize)>> = Arc::default();
+    let counted = probes.clone();
+    let handler: JobHandler = Arc::new(move |_kind: JobKind| {
+        let counted = counted.clone();
+        Box::pin(async move {
+            if let Ok(mut probes) = counted.lock() {
+                probes.0 += 1;
+                probes.1 = probes.1.max(probes.0);
+            }
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            if let Ok(mut probes) = counted.lock() {
+                probes.0 -= 1;
+            }
+            // The candidate (first) logs in.
+            JobOutcome::Os(OsOutcome::Login {
+                accepted: Some(0),
+                host_key: None,
+            })
+        })
+    });
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let _ = rotor_agent::link::run_with(&dir, stopped, handler).await;
+    });
+    let resolved = tokio::time::timeout(Duration::from_secs(60), lab.engine.recover_pending(MOUNT))
+        .await
+        .context("recovery did not finish in 60 s")?
+        .map_err(|error| anyhow::anyhow!("recovery failed: {}", error.message))?;
+    let _ = stop.send(true);
+    assert_eq!(resolved, 2);
+    let most = probes.lock().map(|probes| probes.1).unwrap_or(0);
+    assert_eq!(most, 2, "the two hosts' probes ran one after the other");
+    for name in ["h1", "h2"] {
+        let account =
+            model::get_account(&lab.store, MOUNT, name, "app")?.context("account kept")?;
+        assert_eq!(account.current_version, 2, "{name} committed its candidate");
+    }
     Ok(())
 }

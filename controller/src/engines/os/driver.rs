@@ -28,6 +28,9 @@ use crate::dispatch::{DispatchError, Dispatcher, JobTarget};
 use crate::metrics::{self, RotationOutcome, VerificationKind};
 use crate::store::Store;
 
+/// Hosts whose pending changes recover at once (each host's accounts stay in order).
+const RECOVERY_HOSTS_AT_ONCE: usize = 16;
+
 /// Verification logins before "neither password logs in" is believed (see verify_pending_locked).
 const NEITHER_LOOKS: u32 = 3;
 
@@ -761,25 +764,56 @@ impl OsEngine {
     /// while some stay inconclusive). One account that cannot be resolved now (its host
     /// unreachable, its record damaged) is logged and left for the next pass; it never holds
     /// up the accounts after it.
+    ///
+    /// Hosts recover side by side (at most [`RECOVERY_HOSTS_AT_ONCE`]); one host's accounts
+    /// one after another, under its lock, in the order they are stored.
     pub async fn recover_pending(&self, mount: &str) -> Result<usize, ApiError> {
-        let pending = model::accounts_with_pending(&self.store, mount)?;
+        let mut by_host: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for account in model::accounts_with_pending(&self.store, mount)? {
+            by_host.entry(account.host).or_default().push(account.name);
+        }
+        let permits = Arc::new(tokio::sync::Semaphore::new(RECOVERY_HOSTS_AT_ONCE));
+        let mut hosts = tokio::task::JoinSet::new();
+        for (host, accounts) in by_host {
+            let engine = self.clone();
+            let mount = mount.to_string();
+            let permits = permits.clone();
+            hosts.spawn(async move {
+                let Ok(_permit) = permits.acquire_owned().await else {
+                    return 0;
+                };
+                engine.recover_host(&mount, &host, &accounts).await
+            });
+        }
         let mut resolved = 0;
-        for account in pending {
-            let lock = self.host_lock(mount, &account.host);
-            let _guard = lock.lock().await;
-            match self
-                .verify_pending_locked(mount, &account.host, &account.name)
-                .await
-            {
+        while let Some(joined) = hosts.join_next().await {
+            match joined {
+                Ok(count) => resolved += count,
+                Err(error) => {
+                    tracing::error!(mount, %error, "a host's recovery task panicked; the next recovery pass retries it");
+                    metrics::global().internal_error("recovery_task_panicked");
+                }
+            }
+        }
+        Ok(resolved)
+    }
+
+    /// Recovers one host's pending accounts in order; answers how many settled.
+    async fn recover_host(&self, mount: &str, host: &str, accounts: &[String]) -> usize {
+        let lock = self.host_lock(mount, host);
+        let _guard = lock.lock().await;
+        let mut resolved = 0;
+        for account in accounts {
+            match self.verify_pending_locked(mount, host, account).await {
                 Ok(report) if report.status != AccountStatus::Verifying => resolved += 1,
                 Ok(_) => {}
                 Err(error) => tracing::warn!(
-                    mount, host = %account.host, account = %account.name, error = %error.message,
+                    mount, %host, %account, error = %error.message,
                     "recovering a pending change failed; the next recovery pass retries it"
                 ),
             }
         }
-        Ok(resolved)
+        resolved
     }
 
     /// `…/verify`: does the known password still log in? Changes nothing on the host.
