@@ -410,7 +410,7 @@ fn print_answer(
         no_data && format == Format::Table && matches!(verb, "write" | "delete");
     if answer.is_null() || table_without_data {
         match verb {
-            "delete" => println!("Success! Data deleted (if it existed) at: {path}"),
+            "delete" => println!("{}", output::delete_success(path)),
             "write" => println!("Success! Data written to: {path}"),
             _ => bail!("no value found at {path}"),
         }
