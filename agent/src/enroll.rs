@@ -16,6 +16,13 @@ use crate::identity::{AgentState, Identity, STATE_FILE};
 use crate::link::resolve_controller;
 
 const ENROLL_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the QUIC handshake may go unanswered before a TCP connection to the same address
+/// is tried: agents speak QUIC (UDP) to the agent port, so an address where TCP answers
+/// instead is most likely the controller's HTTPS API port, and waiting the full
+/// `ENROLL_TIMEOUT` would only end in "no answer". A live agent port answers in milliseconds.
+const API_PORT_PROBE_AFTER: Duration = Duration::from_secs(3);
+/// How long that TCP connection may take.
+const API_PORT_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum EnrollError {
@@ -33,10 +40,29 @@ pub enum EnrollError {
     },
     #[error("controller {controller} refused the enrollment: {reason}")]
     Refused { controller: String, reason: String },
+    #[error(
+        "controller {controller}: no QUIC answer there, but a TCP service accepts connections: that is most likely the controller's HTTPS API port. Agents use the agent port (QUIC over UDP), which the dev server prints as `agents: host:port` and `rotor write agents/enroll` answers as controller_addr"
+    )]
+    ApiPortGiven { controller: String },
     #[error("controller {controller}: {detail}")]
     Connection { controller: String, detail: String },
     #[error("enrollment: {0}")]
     Local(String),
+}
+
+/// Completes only when, after [`API_PORT_PROBE_AFTER`], a TCP connection to `address`
+/// succeeds: the sign that it is the HTTPS API's port and not the agent port. Otherwise never
+/// completes, leaving the handshake to its own timeout.
+async fn tcp_answers_instead(address: std::net::SocketAddr) {
+    tokio::time::sleep(API_PORT_PROBE_AFTER).await;
+    let probe = tokio::time::timeout(
+        API_PORT_PROBE_TIMEOUT,
+        tokio::net::TcpStream::connect(address),
+    )
+    .await;
+    if !matches!(probe, Ok(Ok(_))) {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Canonical form of a fingerprint for comparison: lowercase hex, no prefix, no colons.
@@ -88,7 +114,15 @@ pub async fn enroll(
         let connecting = endpoint
             .connect_with(client_config, address, pki::CONTROLLER_SERVER_NAME)
             .map_err(|error| connection_error(error.to_string()))?;
-        let connection = match connecting.await {
+        let answered = tokio::select! {
+            answered = connecting => answered,
+            () = tcp_answers_instead(address) => {
+                return Err(EnrollError::ApiPortGiven {
+                    controller: controller.to_string(),
+                });
+            }
+        };
+        let connection = match answered {
             Ok(connection) => connection,
             Err(error) => {
                 if let Some(offered) = observer.offered_fingerprints().last() {
@@ -121,7 +155,12 @@ pub async fn enroll(
         Ok(answer)
     })
     .await
-    .map_err(|_| connection_error(format!("no answer within {}s", ENROLL_TIMEOUT.as_secs())))??;
+    .map_err(|_| {
+        connection_error(format!(
+            "no answer within {}s: is the controller running, and is this its agent port (the dev server prints it as `agents: host:port`)?",
+            ENROLL_TIMEOUT.as_secs()
+        ))
+    })??;
     endpoint.wait_idle().await;
     let (agent_id, site, certificate_pem, ca_pem) = match outcome {
         Some(ControllerMessage::Enrolled {

@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use rotor_common::secret::Password;
 
+/// Where the agent keeps its identity and journal unless `--dir` says otherwise.
+const DEFAULT_DIR: &str = "/var/lib/rotor-agent";
+
 #[derive(Parser)]
 #[command(
     name = "rotor-agent",
@@ -33,22 +36,23 @@ enum Command {
         /// The controller CA's SHA-256 fingerprint, as printed with the token.
         #[arg(long)]
         ca_fingerprint: String,
-        /// Where the agent keeps its key, certificate and journal.
-        #[arg(long, default_value = "/var/lib/rotor-agent")]
-        dir: PathBuf,
+        /// Where the agent keeps its key, certificate and journal [default: /var/lib/rotor-agent,
+        /// said on stderr when used].
+        #[arg(long)]
+        dir: Option<PathBuf>,
         /// Replace an existing identity in --dir.
         #[arg(long)]
         force: bool,
     },
     /// Connect to the controller and serve jobs until SIGTERM.
     Run {
-        #[arg(long, default_value = "/var/lib/rotor-agent")]
+        #[arg(long, default_value = DEFAULT_DIR)]
         dir: PathBuf,
     },
     /// sshd's PAM helper (pam_exec.so expose_authtok): verify the OTP on stdin with the
     /// controller; exit 0 only when it is accepted.
     OtpVerify {
-        #[arg(long, default_value = "/var/lib/rotor-agent")]
+        #[arg(long, default_value = DEFAULT_DIR)]
         dir: PathBuf,
         /// Report whether the identity and controller are usable and what the PAM stack does
         /// with a failed OTP, instead of verifying.
@@ -126,6 +130,13 @@ fn main() {
                 dir,
                 force,
             } => {
+                let dir = dir.unwrap_or_else(|| {
+                    // Enrolling writes a key; where it went must not be a surprise.
+                    eprintln!(
+                        "note: --dir not given; keeping this agent's identity in {DEFAULT_DIR} (rotor-agent run reads it from there too)"
+                    );
+                    PathBuf::from(DEFAULT_DIR)
+                });
                 match rotor_agent::enroll::enroll(
                     &controller,
                     Password::new(token),
@@ -184,4 +195,31 @@ fn main() {
         }
     });
     std::process::exit(code);
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::Cli;
+
+    #[test]
+    fn every_subcommand_answers_help() {
+        Cli::command().debug_assert();
+        for command in [&[][..], &["enroll"], &["run"], &["otp-verify"]] {
+            for asked in ["-h", "--help"] {
+                let mut args = vec!["rotor-agent"];
+                args.extend_from_slice(command);
+                args.push(asked);
+                let error = Cli::try_parse_from(&args)
+                    .err()
+                    .expect("help is not a command");
+                assert_eq!(
+                    error.kind(),
+                    clap::error::ErrorKind::DisplayHelp,
+                    "{args:?}: {error}"
+                );
+            }
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! `rotor server`: wires the store, the CA, the agents' QUIC endpoint, the dispatcher and the
-//! HTTPS API together, runs them, and stops them cleanly on SIGTERM or Ctrl-C.
+//! HTTPS API together, runs them, and stops them cleanly on SIGTERM or Ctrl-C (a dev server
+//! then removes its temp directory).
 //!
 //! Owns startup and shutdown order and what the server prints for the operator. Must not hold
 //! request logic (api), agent logic (dispatch) or storage logic (store).
@@ -112,9 +113,35 @@ fn write_ca_file(path: &Path, pem: &str) -> Result<()> {
         .with_context(|| format!("writing the CA certificate to {}", path.display()))
 }
 
+/// The dev server's directory (`rotor-dev-<pid>` under the temp dir, holding the CA file
+/// it printed), removed when the server stops: a dev server keeps nothing.
+struct DevDirectory(PathBuf);
+
+impl DevDirectory {
+    fn create() -> Result<Self> {
+        let dir = std::env::temp_dir().join(format!("rotor-dev-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for DevDirectory {
+    fn drop(&mut self) {
+        match std::fs::remove_dir_all(&self.0) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                tracing::warn!(dir = %self.0.display(), %error, "cannot remove the dev server's directory");
+            }
+        }
+    }
+}
+
 pub async fn run(mode: Mode) -> Result<()> {
     tls::install_crypto_provider();
     let dev_mode = matches!(mode, Mode::Dev(_));
+    // Held until `run` returns (a clean stop or a failed start), then removed.
+    let mut dev_directory: Option<DevDirectory> = None;
     let (
         store,
         api_address,
@@ -138,14 +165,16 @@ pub async fn run(mode: Mode) -> Result<()> {
                 mounts::enable(&store, path, path, "mounted by the dev server")
                     .map_err(|error| anyhow::anyhow!("mounting {path}/: {}", error.message))?;
             }
-            let dir = std::env::temp_dir().join(format!("rotor-dev-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let ca_file = dev_directory
+                .insert(DevDirectory::create()?)
+                .0
+                .join("ca.pem");
             (
                 store,
                 options.api_address,
                 options.agent_address,
                 None,
-                dir.join("ca.pem"),
+                ca_file,
                 Vec::new(),
                 None,
                 Some(token),

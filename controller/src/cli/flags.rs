@@ -2,7 +2,8 @@
 //! `-f`; flags end at the first positional argument or `--`.
 //!
 //! Owns parsing against a declared list of flags; unknown flags are errors that list the
-//! known ones. Must not know what any flag means.
+//! known ones; `-h`/`-help`/`--help` print a command's usage and that same list
+//! ([`parse_or_help`]). Must not know what any flag means.
 
 use std::collections::HashMap;
 
@@ -124,6 +125,36 @@ pub fn wants_help(specs: &[FlagSpec], args: &[String]) -> bool {
     false
 }
 
+/// Answered by a command that printed its help because it was asked for: the command did
+/// what was asked, so `cli::main` exits 0 and prints nothing more.
+#[derive(Debug, thiserror::Error)]
+#[error("help was shown")]
+pub struct HelpShown;
+
+/// The text `-h` prints: the command's usage lines, then the flags of its table.
+pub fn help_text(usage_text: &str, specs: &[FlagSpec]) -> String {
+    if specs.is_empty() {
+        return usage_text.to_string();
+    }
+    format!("{usage_text}\nFlags:\n{}", usage(specs))
+}
+
+/// [`parse`], for commands whose help comes from their flag table: when the flags ask for
+/// help, prints [`help_text`] to stdout and answers [`HelpShown`]; an invalid flag's error
+/// carries the same text.
+pub fn parse_or_help(
+    specs: &[FlagSpec],
+    usage_text: &str,
+    args: &[String],
+) -> anyhow::Result<Parsed> {
+    if wants_help(specs, args) {
+        print!("{}", help_text(usage_text, specs));
+        return Err(HelpShown.into());
+    }
+    parse(specs, args)
+        .map_err(|error| anyhow::anyhow!("{error}\n\n{}", help_text(usage_text, specs)))
+}
+
 pub fn usage(specs: &[FlagSpec]) -> String {
     specs
         .iter()
@@ -188,6 +219,19 @@ mod tests {
         ] {
             assert!(!wants_help(SPECS, &strings(not_asked)), "{not_asked:?}");
         }
+    }
+
+    #[test]
+    fn help_lists_the_table_it_parses_with() {
+        let error = parse_or_help(SPECS, "Usage: x\n", &strings(&["--help"])).expect_err("help");
+        assert!(error.downcast_ref::<HelpShown>().is_some());
+        let text = help_text("Usage: x\n", SPECS);
+        assert!(
+            text.starts_with("Usage: x\n\nFlags:\n  -format=<value>"),
+            "{text}"
+        );
+        let error = parse_or_help(SPECS, "Usage: x\n", &strings(&["-bogus"])).expect_err("bad");
+        assert!(format!("{error}").contains("Usage: x"), "{error}");
     }
 
     #[test]

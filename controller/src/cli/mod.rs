@@ -9,6 +9,8 @@
 pub mod audit;
 pub mod client;
 pub mod flags;
+#[cfg(test)]
+mod help_tests;
 pub mod lease;
 pub mod output;
 pub mod path_help;
@@ -128,6 +130,19 @@ const SERVER_FLAGS: &[FlagSpec] = &[
     },
 ];
 
+const SERVER_USAGE: &str = "Usage: rotor server -dev [flags] | -config FILE [flags]
+
+    -dev runs an in-memory server with a fresh CA and root token, and prints the exports
+    that point the CLI at it (ROTOR_ADDR, ROTOR_CACERT, ROTOR_TOKEN) and the address agents
+    enroll with (agents: host:port). -config FILE runs a configured server.
+";
+
+const INIT_USAGE: &str = "Usage: rotor operator init -config FILE
+
+    Creates the seal key, the store, the CA and the root token of a configured server,
+    once, and prints the root token.
+";
+
 const INIT_FLAGS: &[FlagSpec] = &[FlagSpec {
     name: "config",
     aliases: &[],
@@ -145,14 +160,18 @@ pub fn main(args: Vec<String>) -> i32 {
     let outcome = match command {
         "server" => run_server(rest),
         "operator" => match rest.first().map(String::as_str) {
-            Some("init") => flags::parse(INIT_FLAGS, &rest[1..])
-                .map_err(|e| anyhow!(e))
-                .and_then(|parsed| {
+            Some("init") => {
+                flags::parse_or_help(INIT_FLAGS, INIT_USAGE, &rest[1..]).and_then(|parsed| {
                     let path = parsed
                         .value("config")
                         .context("operator init needs -config FILE")?;
                     crate::server::operator_init(std::path::Path::new(path))
-                }),
+                })
+            }
+            Some("-h" | "-help" | "--help" | "help") => {
+                print!("{}", flags::help_text(INIT_USAGE, INIT_FLAGS));
+                return 0;
+            }
             _ => Err(anyhow!("usage: rotor operator init -config FILE")),
         },
         "read" | "write" | "list" | "delete" => run_verb(command, rest),
@@ -187,7 +206,9 @@ pub fn main(args: Vec<String>) -> i32 {
     match outcome {
         Ok(()) => 0,
         Err(error) => {
-            if error.downcast_ref::<ApiFailure>().is_some() {
+            if error.downcast_ref::<flags::HelpShown>().is_some() {
+                0
+            } else if error.downcast_ref::<ApiFailure>().is_some() {
                 eprintln!("Error: {error}");
                 2
             } else if error.downcast_ref::<rotation::RunDidNotSucceed>().is_some() {
@@ -223,8 +244,7 @@ fn init_logging(format: Option<&str>, level: Option<&str>) -> Result<()> {
 }
 
 fn run_server(args: &[String]) -> Result<()> {
-    let parsed = flags::parse(SERVER_FLAGS, args)
-        .map_err(|e| anyhow!("{e}\n\n{}", flags::usage(SERVER_FLAGS)))?;
+    let parsed = flags::parse_or_help(SERVER_FLAGS, SERVER_USAGE, args)?;
     if let Some(extra) = parsed.positional.first() {
         bail!("unexpected argument '{extra}'");
     }
@@ -390,7 +410,7 @@ fn print_answer(
         no_data && format == Format::Table && matches!(verb, "write" | "delete");
     if answer.is_null() || table_without_data {
         match verb {
-            "delete" => println!("Success! Data deleted (if it existed) at: {path}"),
+            "delete" => println!("{}", output::delete_success(path)),
             "write" => println!("Success! Data written to: {path}"),
             _ => bail!("no value found at {path}"),
         }

@@ -164,9 +164,31 @@ pub fn warnings_text(warnings: &[Value]) -> String {
     out
 }
 
+/// The line a successful `rotor delete PATH` prints: Vault's, except at `agents/ID`, where a
+/// delete revokes the agent and its record stays readable (marked revoked), so "deleted"
+/// would be untrue.
+pub fn delete_success(path: &str) -> String {
+    match path.strip_prefix("agents/") {
+        Some(id) if !id.is_empty() && !id.contains('/') => format!(
+            "Success! Revoked agent {id}: its connection is closed and its certificate refused from now on; its record stays readable at {path} (revoked: true)"
+        ),
+        _ => format!("Success! Data deleted (if it existed) at: {path}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deleting_an_agent_says_it_was_revoked() {
+        assert!(delete_success("agents/a1").starts_with("Success! Revoked agent a1:"));
+        assert_eq!(
+            delete_success("os/hosts/h"),
+            "Success! Data deleted (if it existed) at: os/hosts/h"
+        );
+        assert!(delete_success("agents/enroll/x").starts_with("Success! Data deleted"));
+    }
 
     #[test]
     fn table_is_sorted_and_aligned() {

@@ -36,7 +36,7 @@ const POLICY_HELP: &str = "Usage: rotor policy <subcommand> [flags] [args]
 ";
 
 fn parse(args: &[String]) -> Result<(Parsed, Format, Client)> {
-    let parsed = flags::parse(FLAGS, args).map_err(|e| anyhow!("{e}\n\n{POLICY_HELP}"))?;
+    let parsed = flags::parse_or_help(FLAGS, POLICY_HELP, args)?;
     let format = Format::parse(parsed.value("format")).map_err(|e| anyhow!(e))?;
     let client = Client::from_env(parsed.value("address"))?;
     Ok((parsed, format, client))
@@ -65,7 +65,7 @@ pub fn run(args: &[String]) -> Result<()> {
         "list" => list(rest),
         "delete" => delete(rest),
         "-h" | "-help" | "--help" | "help" => {
-            print!("{POLICY_HELP}");
+            print!("{}", flags::help_text(POLICY_HELP, FLAGS));
             Ok(())
         }
         other => bail!("unknown policy subcommand '{other}'\n\n{POLICY_HELP}"),

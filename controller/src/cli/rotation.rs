@@ -232,7 +232,7 @@ pub fn run(args: &[String]) -> Result<()> {
     };
     match subcommand.as_str() {
         "-h" | "-help" | "--help" | "help" => {
-            print!("{ROTATION_HELP}");
+            print!("{}", flags::help_text(ROTATION_HELP, FLAGS));
             Ok(())
         }
         "watch" => watch(rest),
@@ -241,7 +241,7 @@ pub fn run(args: &[String]) -> Result<()> {
 }
 
 fn watch(args: &[String]) -> Result<()> {
-    let parsed = flags::parse(FLAGS, args).map_err(|e| anyhow!("{e}\n\n{ROTATION_HELP}"))?;
+    let parsed = flags::parse_or_help(FLAGS, ROTATION_HELP, args)?;
     let id = match parsed.positional.as_slice() {
         [id] if !id.trim().is_empty() && !id.contains('/') => id.trim().to_string(),
         _ => bail!("usage: rotor rotation watch [-mount=os] [-interval=1s] ID"),

@@ -156,6 +156,12 @@ const REVOKE_FLAGS: &[FlagSpec] = &[
     },
 ];
 
+const LOGIN_USAGE: &str = "Usage: rotor login [flags] [TOKEN | -]
+
+    Checks TOKEN with the server and keeps it in ~/.rotor-token, used when ROTOR_TOKEN is
+    unset. Without TOKEN (or with -) it is read from stdin.
+";
+
 const TOKEN_HELP: &str = "Usage: rotor token <subcommand> [flags] [args]
 
     create [-policy=NAME ...] [-ttl=1h] [-use-limit=N] [-orphan] ...
@@ -164,8 +170,8 @@ const TOKEN_HELP: &str = "Usage: rotor token <subcommand> [flags] [args]
     revoke [TOKEN | -accessor ACCESSOR | -self] [-mode=orphan]
 ";
 
-fn parse(specs: &[FlagSpec], args: &[String]) -> Result<Parsed> {
-    flags::parse(specs, args).map_err(|e| anyhow!("{e}\n\n{}", flags::usage(specs)))
+fn parse(specs: &[FlagSpec], usage: &str, args: &[String]) -> Result<Parsed> {
+    flags::parse_or_help(specs, usage, args)
 }
 
 fn client(parsed: &Parsed) -> Result<Client> {
@@ -238,7 +244,7 @@ fn print_auth(answer: &Value, format: Format, field: Option<&str>) -> Result<()>
 /// `rotor login [TOKEN | -]`: checks the token (lookup-self) and keeps it in
 /// `~/.rotor-token`.
 pub fn login(args: &[String]) -> Result<()> {
-    let parsed = parse(LOGIN_FLAGS, args)?;
+    let parsed = parse(LOGIN_FLAGS, LOGIN_USAGE, args)?;
     let format = format(&parsed)?;
     let given = single_argument(&parsed, "rotor login [TOKEN | -]")?;
     let token = match given {
@@ -365,7 +371,7 @@ pub fn run(args: &[String]) -> Result<()> {
 }
 
 fn create(args: &[String]) -> Result<()> {
-    let parsed = parse(CREATE_FLAGS, args)?;
+    let parsed = parse(CREATE_FLAGS, TOKEN_HELP, args)?;
     let format = format(&parsed)?;
     if let Some(extra) = parsed.positional.first() {
         bail!("unexpected argument '{extra}': rotor token create takes only flags");
@@ -425,7 +431,7 @@ fn create(args: &[String]) -> Result<()> {
 }
 
 fn lookup(args: &[String]) -> Result<()> {
-    let parsed = parse(LOOKUP_FLAGS, args)?;
+    let parsed = parse(LOOKUP_FLAGS, TOKEN_HELP, args)?;
     let format = format(&parsed)?;
     let argument = single_argument(&parsed, "rotor token lookup [TOKEN | -accessor ACCESSOR]")?;
     let client = client(&parsed)?;
@@ -451,7 +457,7 @@ fn lookup(args: &[String]) -> Result<()> {
 }
 
 fn renew(args: &[String]) -> Result<()> {
-    let parsed = parse(RENEW_FLAGS, args)?;
+    let parsed = parse(RENEW_FLAGS, TOKEN_HELP, args)?;
     let format = format(&parsed)?;
     let argument = single_argument(
         &parsed,
@@ -478,7 +484,7 @@ fn renew(args: &[String]) -> Result<()> {
 }
 
 fn revoke(args: &[String]) -> Result<()> {
-    let parsed = parse(REVOKE_FLAGS, args)?;
+    let parsed = parse(REVOKE_FLAGS, TOKEN_HELP, args)?;
     let argument = single_argument(
         &parsed,
         "rotor token revoke [TOKEN | -accessor ACCESSOR | -self] [-mode=orphan]",
