@@ -11,7 +11,9 @@
 //! given to curl through `CURL_CA_BUNDLE`), the sample payloads' `1.2.3.4` where an OTP must
 //! open the host, `"ssh-rsa ..."` and `"bad2b3-..."` (a real key, a real OTP), and the
 //! sign recipe's role `my-key` (`my-role`, the role the other recipes create). The account
-//! on the host is named `username`, as the documents name it.
+//! on the host is named `username`, as the documents name it. 001's first `vault ssh` runs
+//! twice: without sshpass (it prints the OTP as the document shows, and an `SSH_ASKPASS`
+//! program stands in for the user typing it at ssh's prompt) and with it.
 //!
 //! Also run: the CA commands of Vault's signed-certificates guide that issue 15 names
 //! (`write ssh/config/ca generate_signing_key=true`, `read -field=public_key ssh/config/ca`,
@@ -302,8 +304,7 @@ fn the_ssh_reference_commands_work_as_printed() -> Result<()> {
         .map_err(|error| anyhow::anyhow!("the document's OTP must log in: {error}"))?;
     refused_login(&host, &otp, "the same OTP a second time");
 
-    // "Automate it!": `vault ssh` asks for the OTP and types it through sshpass. The user's
-    // ssh knows the host's key (sshpass cannot answer ssh's question about an unknown one).
+    // "Automate it!": `vault ssh` asks for the OTP. The user's ssh knows the host's key.
     shell_ok(
         &rotor,
         &format!(
@@ -311,14 +312,60 @@ fn the_ssh_reference_commands_work_as_printed() -> Result<()> {
             host.host_public_key("ed25519")?
         ),
     )?;
+    let automate = format!("$ vault ssh -role otp_key_role username@{core_ip}");
     let before = accepted_logins(&host, &controller_address)?;
-    run_as_printed(
+    // Without sshpass (shadowed by one that fails) the OTP is printed as the document shows
+    // it, and the user types it at ssh's prompt: here an SSH_ASKPASS program types what the
+    // command printed.
+    for (file, script) in [
+        ("no-sshpass/sshpass", "#!/bin/sh\nexit 127\n"),
+        (
+            "type-otp",
+            r#"#!/bin/sh
+sed -n 's/^OTP for the session is `\(.*\)`$/\1/p' /root/session.out
+"#,
+        ),
+    ] {
+        let written = rotor.controller().container().exec_with_stdin(
+            &format!(
+                "cd {WORKING_DIRECTORY} && mkdir -p no-sshpass && cat > {file} && chmod 755 {file}"
+            ),
+            script.as_bytes(),
+        )?;
+        if !written.success() {
+            bail!("writing {file} failed: {}", written.diagnostics());
+        }
+    }
+    let command = automate
+        .strip_prefix("$ vault ")
+        .context("the printed command")?;
+    shell_ok(
         &rotor,
-        &format!("$ vault ssh -role otp_key_role username@{core_ip}"),
+        &format!(
+            "export PATH=/root/no-sshpass:$PATH SSH_ASKPASS=/root/type-otp SSH_ASKPASS_REQUIRE=force && \
+             rotor {command} > session.out"
+        ),
     )?;
+    let printed = shell_ok(&rotor, "cat session.out")?;
+    let lines: Vec<&str> = printed.lines().collect();
+    assert!(
+        lines.len() >= 2
+            && lines[0].starts_with("OTP for the session is `")
+            && lines[0].ends_with('`')
+            && lines[1] == "[Note: Install `sshpass` to automate typing in OTP]",
+        "{printed}"
+    );
     assert_eq!(
         accepted_logins(&host, &controller_address)?,
         before + 1,
+        "the typed OTP did not log in:\n{}",
+        host.auth_log()?
+    );
+    // With sshpass it types the OTP itself.
+    run_as_printed(&rotor, &automate)?;
+    assert_eq!(
+        accepted_logins(&host, &controller_address)?,
+        before + 2,
         "vault ssh did not log in:\n{}",
         host.auth_log()?
     );
@@ -330,7 +377,7 @@ fn the_ssh_reference_commands_work_as_printed() -> Result<()> {
     )?;
     assert_eq!(
         accepted_logins(&host, &controller_address)?,
-        before + 2,
+        before + 3,
         "vault ssh -strict-host-key-checking=no did not log in:\n{}",
         host.auth_log()?
     );
