@@ -370,6 +370,29 @@ fn run_verb(verb: &str, args: &[String]) -> Result<()> {
     print_answer(verb, &path, &answer, format, parsed.value("field"))
 }
 
+/// What `-field=NAME` prints: the data's field, raw (a string without quotes).
+fn field_text(answer: &Value, name: &str, path: &str) -> Result<String> {
+    answer
+        .get("data")
+        .and_then(|data| data.get(name))
+        .map(output::field)
+        .ok_or_else(|| {
+            let present: Vec<&str> = answer
+                .get("data")
+                .and_then(Value::as_object)
+                .map(|data| data.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            anyhow!(
+                "field '{name}' not present in the answer from {path} (its fields: {})",
+                if present.is_empty() {
+                    "none".to_string()
+                } else {
+                    present.join(", ")
+                }
+            )
+        })
+}
+
 fn print_answer(
     verb: &str,
     path: &str,
@@ -378,15 +401,12 @@ fn print_answer(
     field: Option<&str>,
 ) -> Result<()> {
     if let Some(name) = field {
-        let value = answer
-            .get("data")
-            .and_then(|data| data.get(name))
-            .ok_or_else(|| anyhow!("field '{name}' not present in the answer from {path}"))?;
+        let value = field_text(answer, name, path)?;
         // Like vault: no trailing newline when piped, so `-field=x > file` holds the value.
         if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-            println!("{}", output::field(value));
+            println!("{value}");
         } else {
-            print!("{}", output::field(value));
+            print!("{value}");
         }
         return Ok(());
     }
@@ -441,4 +461,79 @@ fn print_answer(
         (Format::Raw, _) => println!("{answer}"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|item| item.to_string()).collect()
+    }
+
+    #[test]
+    fn at_file_values_are_read_from_the_file() {
+        let directory =
+            std::env::temp_dir().join(format!("rotor-cli-pairs-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).expect("temp dir");
+        let key_file = directory.join("id_rsa.pub");
+        std::fs::write(&key_file, "ssh-rsa AAAAB3Nza user@box\n").expect("write key");
+        let data = parse_pairs(&strings(&[
+            &format!("public_key=@{}", key_file.display()),
+            "valid_principals=a=b",
+            "ttl=",
+        ]))
+        .expect("pairs");
+        // The file as it is, trailing newline included, as vault sends it.
+        assert_eq!(data["public_key"], "ssh-rsa AAAAB3Nza user@box\n");
+        assert_eq!(data["valid_principals"], "a=b");
+        assert_eq!(data["ttl"], "");
+
+        let missing = directory.join("absent.pub");
+        let error = parse_pairs(&strings(&[&format!("public_key=@{}", missing.display())]))
+            .expect_err("a missing file");
+        let text = format!("{error:#}");
+        assert!(
+            text.contains(&format!("reading {} for 'public_key'", missing.display())),
+            "{text}"
+        );
+        for bad in ["public_key", "=value"] {
+            assert!(parse_pairs(&strings(&[bad])).is_err(), "{bad}");
+        }
+        std::fs::remove_dir_all(&directory).expect("clean up");
+    }
+
+    #[test]
+    fn field_prints_one_data_value_raw() {
+        let answer = json!({
+            "lease_id": "",
+            "data": {
+                "public_key": "ssh-rsa AAAA\n",
+                "port": 22,
+                "roles": ["otp_key_role"],
+            },
+        });
+        assert_eq!(
+            field_text(&answer, "public_key", "ssh/config/ca").expect("string"),
+            "ssh-rsa AAAA\n"
+        );
+        assert_eq!(field_text(&answer, "port", "p").expect("number"), "22");
+        assert_eq!(
+            field_text(&answer, "roles", "p").expect("list"),
+            r#"["otp_key_role"]"#
+        );
+        let error = field_text(&answer, "signed_key", "ssh/sign/my-role").expect_err("absent");
+        assert_eq!(
+            error.to_string(),
+            "field 'signed_key' not present in the answer from ssh/sign/my-role (its fields: port, public_key, roles)"
+        );
+        let parsed = flags::parse(
+            COMMON_FLAGS,
+            &strings(&["-field=signed_key", "ssh/sign/my-role", "public_key=@k.pub"]),
+        )
+        .expect("flags");
+        assert_eq!(parsed.value("field"), Some("signed_key"));
+        assert_eq!(parsed.positional, ["ssh/sign/my-role", "public_key=@k.pub"]);
+    }
 }

@@ -34,6 +34,19 @@ const FLAGS: &[FlagSpec] = &[
         help: "server address (default $ROTOR_ADDR)",
     },
     FlagSpec {
+        name: "strict-host-key-checking",
+        aliases: &[],
+        takes_value: true,
+        help: "ssh's StrictHostKeyChecking: yes, no or ask (sshpass cannot answer ssh's \
+               question about an unknown host key; no skips it)",
+    },
+    FlagSpec {
+        name: "user-known-hosts-file",
+        aliases: &[],
+        takes_value: true,
+        help: "ssh's UserKnownHostsFile (default ~/.ssh/known_hosts)",
+    },
+    FlagSpec {
         name: "no-exec",
         aliases: &[],
         takes_value: false,
@@ -42,7 +55,8 @@ const FLAGS: &[FlagSpec] = &[
 ];
 
 const SSH_HELP: &str =
-    "Usage: rotor ssh -role ROLE [-mount ssh] [-no-exec] user@host [-- ssh arguments]
+    "Usage: rotor ssh -role ROLE [-mount ssh] [-strict-host-key-checking=yes|no|ask]
+                 [-user-known-hosts-file FILE] [-no-exec] user@host [ssh options] [-- command]
 
 Asks Rotor for a one-time password for user@host and runs ssh with it (through sshpass
 when it is installed; otherwise the OTP is printed for you to type at the prompt).
@@ -71,6 +85,30 @@ fn resolve(host: &str) -> Result<IpAddr> {
         .map(|address| address.ip())
         .next()
         .ok_or_else(|| anyhow!("{host} resolves to no address"))
+}
+
+/// The `-o` options Vault's flags stand for, checked before anything is asked of the server.
+fn host_key_options(
+    strict_host_key_checking: Option<&str>,
+    user_known_hosts_file: Option<&str>,
+) -> Result<Vec<String>> {
+    let mut options = Vec::new();
+    if let Some(value) = strict_host_key_checking {
+        if !matches!(value, "yes" | "no" | "ask") {
+            bail!(
+                "-strict-host-key-checking: '{value}' is not yes, no or ask (no lets sshpass \
+                 log in to a host whose key ssh does not know yet)"
+            );
+        }
+        options.extend(["-o".to_string(), format!("StrictHostKeyChecking={value}")]);
+    }
+    if let Some(file) = user_known_hosts_file {
+        if file.trim().is_empty() {
+            bail!("-user-known-hosts-file: name a file (ssh's default is ~/.ssh/known_hosts)");
+        }
+        options.extend(["-o".to_string(), format!("UserKnownHostsFile={file}")]);
+    }
+    Ok(options)
 }
 
 fn sshpass_available() -> bool {
@@ -104,6 +142,10 @@ pub fn run(args: &[String]) -> Result<()> {
         None => (ssh_args, &ssh_args[ssh_args.len()..]),
     };
     let (user, host) = split_target(target)?;
+    let host_key_options = host_key_options(
+        parsed.value("strict-host-key-checking"),
+        parsed.value("user-known-hosts-file"),
+    )?;
     let ip = resolve(&host)?;
 
     let client = Client::from_env(parsed.value("address"))?;
@@ -128,15 +170,17 @@ pub fn run(args: &[String]) -> Result<()> {
         "-o".into(),
         "PreferredAuthentications=keyboard-interactive,password".into(),
     ];
+    ssh_argv.extend(host_key_options);
     ssh_argv.extend(options.iter().cloned());
     ssh_argv.push(format!("{user}@{host}"));
     ssh_argv.extend(command.iter().cloned());
 
     if parsed.is_set("no-exec") || !sshpass_available() {
+        // Vault's lines, which the reference prints.
+        println!("OTP for the session is `{otp}`");
         if !parsed.is_set("no-exec") {
-            eprintln!("sshpass is not installed: type this one-time password at the prompt.");
+            println!("[Note: Install `sshpass` to automate typing in OTP]");
         }
-        println!("OTP for {user}@{ip}: {otp}");
         if parsed.is_set("no-exec") {
             println!("{}", ssh_argv.join(" "));
             return Ok(());
@@ -178,5 +222,44 @@ mod tests {
         assert!(split_target("@host").is_err());
         assert_eq!(resolve("[::1]").expect("v6").to_string(), "::1");
         assert_eq!(resolve("10.1.2.3").expect("v4").to_string(), "10.1.2.3");
+    }
+
+    #[test]
+    fn vaults_host_key_flags_become_ssh_options() {
+        let args: Vec<String> = [
+            "-role",
+            "otp_key_role",
+            "-strict-host-key-checking=no",
+            "-user-known-hosts-file",
+            "/tmp/known",
+            "username@10.0.0.5",
+        ]
+        .iter()
+        .map(|arg| arg.to_string())
+        .collect();
+        let parsed = flags::parse(FLAGS, &args).expect("the reference's flags");
+        assert_eq!(parsed.positional, ["username@10.0.0.5"]);
+        let options = host_key_options(
+            parsed.value("strict-host-key-checking"),
+            parsed.value("user-known-hosts-file"),
+        )
+        .expect("options");
+        assert_eq!(
+            options,
+            [
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/tmp/known"
+            ]
+        );
+        assert!(host_key_options(None, None).expect("none").is_empty());
+        let refused = host_key_options(Some("maybe"), None).expect_err("not a choice");
+        assert!(
+            refused
+                .to_string()
+                .contains("-strict-host-key-checking: 'maybe'")
+        );
+        assert!(host_key_options(None, Some(" ")).is_err());
     }
 }

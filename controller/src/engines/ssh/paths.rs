@@ -80,7 +80,7 @@ const ROLE_FIELDS: &[Field] = &[
     Field::new(
         "cidr_list",
         FieldKind::StringList,
-        "otp: CIDR blocks of the hosts the role serves",
+        "otp: CIDR blocks of the hosts the role serves (none: only as a zero-address role)",
     ),
     Field::new(
         "exclude_cidr_list",

@@ -325,6 +325,14 @@ pub fn parse_role(name: &str, request: &Request) -> Result<(SshRole, Vec<String>
         RoleKeyType::Otp => RoleSettings::Otp(parse_otp(request, &default_user)?),
         RoleKeyType::Ca => RoleSettings::Ca(parse_ca(request)?),
     };
+    if let RoleSettings::Otp(otp) = &settings
+        && otp.cidr_list.is_empty()
+    {
+        warnings.push(
+            "cidr_list is empty: this role gives OTPs only while config/zeroaddress lists it"
+                .to_string(),
+        );
+    }
     let role = SshRole {
         name: name.to_string(),
         default_user,
@@ -356,12 +364,8 @@ fn parse_otp(request: &Request, default_user: &str) -> Result<OtpSettings, ApiEr
     // Its OTPs are for this Linux account; `creds` and the agent's PAM helper refuse others.
     validate_username(default_user)
         .map_err(|invalid| ApiError::bad_request(format!("field 'default_user': {invalid}")))?;
+    // Optional, as in Vault: a role without blocks serves only while it is a zero-address role.
     let cidr_list = parse_cidrs(request, "cidr_list")?;
-    if cidr_list.is_empty() {
-        return Err(ApiError::bad_request(
-            "missing required field 'cidr_list': an otp role needs the CIDR blocks of the hosts it serves",
-        ));
-    }
     let exclude_cidr_list = parse_cidrs(request, "exclude_cidr_list")?;
     let port = match request.int("port")? {
         None => 22,

@@ -763,10 +763,6 @@ async fn roles_read_back_list_with_key_info_and_validate_their_fields() {
             "missing required field 'default_user'",
         ),
         (
-            json!({"key_type": "otp", "default_user": "a"}),
-            "missing required field 'cidr_list'",
-        ),
-        (
             json!({"key_type": "otp", "default_user": "a", "cidr_list": "10.0.0.0"}),
             "field 'cidr_list': '10.0.0.0' is not a CIDR block",
         ),
@@ -878,4 +874,45 @@ async fn otps_are_only_for_linux_account_names() {
         )
         .await;
     assert_eq!(issued["username"], "app2", "{issued}");
+}
+
+#[tokio::test]
+async fn an_otp_role_without_cidr_list_serves_only_as_a_zero_address_role() {
+    let engine = Engine::new();
+    let written = engine
+        .write(
+            "roles/otp_key_role",
+            json!({"key_type": "otp", "default_user": "app1"}),
+        )
+        .await
+        .expect("an otp role without cidr_list, as Vault takes it");
+    assert!(
+        written
+            .warnings
+            .iter()
+            .any(|warning| warning.contains("config/zeroaddress")),
+        "{:?}",
+        written.warnings
+    );
+    engine
+        .refused(
+            "creds/otp_key_role",
+            json!({"ip": "1.2.3.4"}),
+            "IP 1.2.3.4 is not covered by role 'otp_key_role'",
+        )
+        .await;
+    // The reference's payload spells the roles as a JSON list.
+    engine
+        .write("config/zeroaddress", json!({"roles": ["otp_key_role"]}))
+        .await
+        .expect("zero-address roles");
+    let issued = engine
+        .data(
+            Operation::Write,
+            "creds/otp_key_role",
+            json!({"ip": "1.2.3.4"}),
+        )
+        .await;
+    assert_eq!(issued["username"], "app1", "{issued}");
+    assert_eq!(issued["ip"], "1.2.3.4", "{issued}");
 }
