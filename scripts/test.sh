@@ -17,6 +17,14 @@ mkdir -p "$ROTOR_CACHE"
 started=$(date +%s)
 step() { printf '\n==> %s (+%ss)\n' "$1" "$(( $(date +%s) - started ))"; }
 
+cat <<'NOTE'
+Rotor's whole test suite: unit tests, end-to-end tests on loopback, and scenarios on real
+Debian hosts in containers. It needs root (it installs packages and mounts a small tmpfs)
+and a running Docker. It takes about 25 minutes on a warm cache and 45 on a fresh machine
+with 2 cores (most of that is the first build and the host image). It ends with one
+pass/fail line per group and a total.
+NOTE
+
 step "host packages"
 missing=()
 for tool in debootstrap curl sshpass; do
@@ -82,6 +90,15 @@ step "build"
 cargo build --workspace --bins
 
 step "tests"
-cargo test --workspace --no-fail-fast
+log="$ROTOR_CACHE/last-test-run.log"
+status=0
+cargo test --workspace --no-fail-fast 2>&1 | tee "$log" || status=$?
+
+step "summary"
+bash scripts/summarize-tests.sh "$log"
+if [ "$status" -ne 0 ]; then
+  echo "FAILED: see the failures above (the whole output is in $log)" >&2
+  exit "$status"
+fi
 
 step "done"
