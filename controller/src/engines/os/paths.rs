@@ -569,6 +569,15 @@ fn write_host(state: AppState, request: Request) -> HandlerFuture {
             };
         }
         if let Some(agent) = request.string("agent")? {
+            if !agent.is_empty() {
+                // The id an agent's certificate names: anything else could never be served.
+                rotor_common::ids::AgentId::new(agent.as_str()).map_err(|error| {
+                    ApiError::bad_request(format!(
+                        "field 'agent' of host {}: {error}; use the agent_id that agents/enroll answered",
+                        host.name
+                    ))
+                })?;
+            }
             host.agent = Some(agent).filter(|a| !a.is_empty());
         }
         if let Some(command) = request.string("chpasswd_command")? {
@@ -1377,6 +1386,25 @@ mod tests {
         )
         .await
         .expect("an ordinary account");
+    }
+
+    #[tokio::test]
+    async fn a_local_hosts_agent_must_be_an_agent_id() {
+        let state = crate::testing::services();
+        for agent in ["Agent 1", "agent\0", "../agents/x"] {
+            let error = write(
+                &state,
+                "hosts/local-1",
+                json!({"address": "localhost", "connection": "local", "agent": agent}),
+            )
+            .await
+            .expect_err("refused");
+            assert_eq!(error.status, StatusCode::BAD_REQUEST, "{error}");
+            assert!(
+                error.message.starts_with("field 'agent' of host local-1"),
+                "{error}"
+            );
+        }
     }
 
     #[tokio::test]
