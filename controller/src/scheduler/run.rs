@@ -1,10 +1,11 @@
-//! The scheduler loop: every tick, scan the `os` mounts, ask [`super::due`] about each
-//! account, and hand due accounts to the OS engine grouped by host (so children of one
-//! parent still rotate in one job), with a bound on hosts in flight.
+//! The scheduler loop: every tick, read the accounts due by now from the os engine's due-time
+//! index, ask [`super::due`] about each, and hand due accounts to the OS engine grouped by
+//! host (so children of one parent still rotate in one job), with a bound on hosts in flight.
 //!
-//! Owns timing and fan-out only; decisions are `due`'s, rotations the engine's. The scan
-//! reads one account at a time and the loop rests ten times as long as a pass took, so a
-//! million accounts cost neither a million records in memory nor a busy core.
+//! Owns timing and fan-out only; decisions are `due`'s, rotations the engine's. A pass costs
+//! the accounts due by now (plus those stuck pending, failing or out of sync past their due
+//! time), not every account: a million accounts of which ten are due cost ten reads. The
+//! loop still rests ten times as long as a pass's reading took.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -23,6 +24,23 @@ use crate::tokens::now_unix;
 const MAX_HOSTS_IN_FLIGHT: usize = 8;
 
 pub async fn run(engine: OsEngine, store: Arc<Store>, tick: Duration) {
+    // A store from before the index gets it once, before the first pass.
+    loop {
+        match crate::engines::os::due_index::ensure_built(&store) {
+            Ok(0) => break,
+            Ok(indexed) => {
+                tracing::info!(
+                    indexed,
+                    "built the due-time index of the os engine's accounts"
+                );
+                break;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot build the due-time index; retrying");
+                tokio::time::sleep(tick).await;
+            }
+        }
+    }
     let permits = Arc::new(Semaphore::new(MAX_HOSTS_IN_FLIGHT));
     // Hosts with a scheduled rotation running; a std mutex held only to insert/remove.
     let busy: Arc<Mutex<HashSet<String>>> = Arc::new(Mutex::new(HashSet::new()));
@@ -55,33 +73,17 @@ async fn pass(
     busy: &Arc<Mutex<HashSet<String>>>,
 ) -> Result<Duration, crate::store::StoreError> {
     let now = now_unix();
-    let mut scanning = Duration::ZERO;
-    for mount in crate::engines::mounts::list(store)?
-        .into_iter()
-        .filter(|m| m.kind == "os")
+    let scan_started = std::time::Instant::now();
+    let found = due_by_mount(store, now)?;
+    let scanning = scan_started.elapsed();
+    for (
+        mount,
+        DueInMount {
+            due_by_host,
+            missed,
+        },
+    ) in found
     {
-        let mut due_by_host: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        let mut missed: Vec<(String, String, u64)> = Vec::new();
-        // One record at a time: only the due accounts' names are kept.
-        let scan_started = std::time::Instant::now();
-        model::for_each_account(store, &mount.path, |account| {
-            // Lazy accounts rotate when read (paths.rs), never from the schedule.
-            if account.lazy_rotation {
-                return Ok(());
-            }
-            match super::due(&account, now) {
-                Due::Now { .. } => due_by_host
-                    .entry(account.host)
-                    .or_default()
-                    .push(account.name),
-                Due::MissedWindow { scheduled } => {
-                    missed.push((account.host, account.name, scheduled));
-                }
-                Due::NotDue { .. } => {}
-            }
-            Ok(())
-        })?;
-        scanning += scan_started.elapsed();
         for (host, name, scheduled) in missed {
             let detail = format!(
                 "missed the scheduled rotation of {} (window passed); waiting for the next occurrence",
@@ -89,11 +91,11 @@ async fn pass(
                     std::time::UNIX_EPOCH + Duration::from_secs(scheduled)
                 )
             );
-            tracing::warn!(mount = %mount.path, %host, account = %name, "{detail}");
-            model::set_schedule_anchor(store, &mount.path, &host, &name, now, Some(&detail))?;
+            tracing::warn!(mount = %mount, %host, account = %name, "{detail}");
+            model::set_schedule_anchor(store, &mount, &host, &name, now, Some(&detail))?;
         }
         for (host, accounts) in due_by_host {
-            let key = format!("{}{host}", mount.path);
+            let key = format!("{mount}{host}");
             let claimed = busy
                 .lock()
                 .map(|mut set| set.insert(key.clone()))
@@ -106,7 +108,7 @@ async fn pass(
             };
             let engine = engine.clone();
             let busy = busy.clone();
-            let mount_path = mount.path.clone();
+            let mount_path = mount.clone();
             tokio::spawn(async move {
                 tracing::info!(mount = %mount_path, %host, accounts = accounts.len(), "scheduled rotation");
                 if let Err(error) = engine
@@ -123,6 +125,53 @@ async fn pass(
         }
     }
     Ok(scanning)
+}
+
+/// What one mount has due now.
+#[derive(Debug, Default, PartialEq)]
+pub struct DueInMount {
+    /// Accounts to rotate now, by host, in due order.
+    pub due_by_host: BTreeMap<String, Vec<String>>,
+    /// Accounts whose rotation window passed: (host, account, scheduled time).
+    pub missed: Vec<(String, String, u64)>,
+}
+
+/// The accounts of every `os` mount that are due at `now`, read from the due-time index
+/// (only accounts due by now are read), each judged by [`super::due`].
+pub fn due_by_mount(
+    store: &Store,
+    now: u64,
+) -> Result<BTreeMap<String, DueInMount>, crate::store::StoreError> {
+    let mounts: Vec<String> = crate::engines::mounts::list(store)?
+        .into_iter()
+        .filter(|mount| mount.kind == "os")
+        .map(|mount| mount.path)
+        .collect();
+    let mut found: BTreeMap<String, DueInMount> = BTreeMap::new();
+    crate::engines::os::due_index::for_each_due(store, now, |key, account| {
+        // The longest os mount the key is under (an engine since unmounted is skipped).
+        let Some(mount) = mounts
+            .iter()
+            .filter(|mount| key.starts_with(mount.as_str()))
+            .max_by_key(|mount| mount.len())
+        else {
+            return Ok(());
+        };
+        let entry = found.entry(mount.clone()).or_default();
+        match super::due(&account, now) {
+            Due::Now { .. } => entry
+                .due_by_host
+                .entry(account.host)
+                .or_default()
+                .push(account.name),
+            Due::MissedWindow { scheduled } => {
+                entry.missed.push((account.host, account.name, scheduled));
+            }
+            Due::NotDue { .. } => {}
+        }
+        Ok(())
+    })?;
+    Ok(found)
 }
 
 #[cfg(test)]

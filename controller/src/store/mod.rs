@@ -454,6 +454,27 @@ impl ReadTx {
         Ok(())
     }
 
+    /// Calls `visit` on every record whose key sorts before `upper`, in key order, one at a
+    /// time (an index read up to a bound: the scheduler's "due by now").
+    pub fn for_each_below<T: DeserializeOwned>(
+        &self,
+        table: Table,
+        upper: &str,
+        mut visit: impl FnMut(&str, T) -> StoreResult<()>,
+    ) -> StoreResult<()> {
+        let opened = match self.transaction.open_table(definition(table)) {
+            Ok(opened) => opened,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(error) => return Err(error.into()),
+        };
+        for entry in opened.range(..upper)? {
+            let (key, value) = entry?;
+            let key = key.value();
+            visit(key, decode(table, key, value.value())?)?;
+        }
+        Ok(())
+    }
+
     pub fn count(&self, table: Table) -> StoreResult<u64> {
         use redb::ReadableTableMetadata;
         match self.transaction.open_table(definition(table)) {

@@ -45,10 +45,13 @@ pub enum Table {
     SshOtps,
     /// Which agent serves a host address for OTPs, keyed by `<mount><ip>`.
     SshOtpBindings,
+    /// The os engine's accounts by when they are next due, keyed by
+    /// `<due unix seconds:020>/<account key>` (`engines/os/due_index.rs`).
+    AccountsDue,
 }
 
 impl Table {
-    pub const ALL: [Table; 18] = [
+    pub const ALL: [Table; 19] = [
         Table::Meta,
         Table::Agents,
         Table::EnrollmentTokens,
@@ -67,6 +70,7 @@ impl Table {
         Table::AuditDevices,
         Table::SshOtps,
         Table::SshOtpBindings,
+        Table::AccountsDue,
     ];
 
     pub fn name(self) -> &'static str {
@@ -89,12 +93,13 @@ impl Table {
             Table::AuditDevices => "audit_devices",
             Table::SshOtps => "ssh_otps",
             Table::SshOtpBindings => "ssh_otp_bindings",
+            Table::AccountsDue => "accounts_due",
         }
     }
 }
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 const SCHEMA_VERSION_KEY: &str = "schema_version";
 
 /// Brings the store to [`SCHEMA_VERSION`], one step at a time, each step in its own
@@ -140,6 +145,10 @@ pub(super) fn migrate(store: &Store) -> StoreResult<()> {
                     for table in [Table::SshOtps, Table::SshOtpBindings] {
                         tx.scan::<serde_json::Value>(table, "\u{10ffff}")?;
                     }
+                }
+                // 4 → 5: the os engine's due-time index (filled by the engine at start).
+                4 => {
+                    tx.scan::<serde_json::Value>(Table::AccountsDue, "\u{10ffff}")?;
                 }
                 _ => unreachable!("every version below SCHEMA_VERSION has a step"),
             }

@@ -14,6 +14,7 @@
 //! Never touches QUIC: jobs go through `dispatch::Dispatcher::submit`.
 
 pub mod driver;
+pub mod due_index;
 pub mod heartbeat;
 pub mod model;
 pub mod password;

@@ -427,7 +427,7 @@ pub fn create_account(
         }
         account.current_version = 0;
         append_version(store, tx, mount, &mut account, password)?;
-        tx.put(Table::Accounts, &key, &account)?;
+        super::due_index::put_account(tx, &key, &account)?;
         Ok(account)
     })
 }
@@ -446,8 +446,8 @@ pub fn load_host_with_accounts(
         for (mut account, password) in accounts {
             account.current_version = 0;
             append_version(store, tx, mount, &mut account, &password)?;
-            tx.put(
-                Table::Accounts,
+            super::due_index::put_account(
+                tx,
                 &account_key(mount, &account.host, &account.name),
                 &account,
             )?;
@@ -481,7 +481,7 @@ pub fn update_account_settings(
         stored.auto_reconcile = account.auto_reconcile;
         stored.lazy_rotation = account.lazy_rotation;
         stored.password_policy = account.password_policy.clone();
-        tx.put(Table::Accounts, &key, &stored)
+        super::due_index::put_account(tx, &key, &stored)
     })
 }
 
@@ -512,7 +512,7 @@ pub fn record_pending_candidates(
                 started_unix: now_unix(),
             });
             account.status = AccountStatus::Rotating;
-            tx.put(Table::Accounts, &key, &account)?;
+            super::due_index::put_account(tx, &key, &account)?;
         }
         Ok(())
     })
@@ -574,7 +574,7 @@ fn confirm_in(
     account.failed_attempts = 0;
     account.retry_after_unix = None;
     account.last_vault_rotation_unix = Some(now_unix());
-    tx.put(Table::Accounts, key, &account)?;
+    super::due_index::put_account(tx, key, &account)?;
     Ok(Some(account.current_version))
 }
 
@@ -600,7 +600,7 @@ pub fn drop_pending(
             account.failed_attempts = account.failed_attempts.saturating_add(1);
             account.retry_after_unix = retry_after_secs.map(|secs| now_unix() + secs);
         }
-        tx.put(Table::Accounts, &key, &account)
+        super::due_index::put_account(tx, &key, &account)
     })
 }
 
@@ -619,7 +619,7 @@ pub fn mark_verifying(
         };
         account.status = AccountStatus::Verifying;
         account.status_detail = Some(detail.to_string());
-        tx.put(Table::Accounts, &key, &account)
+        super::due_index::put_account(tx, &key, &account)
     })
 }
 
@@ -640,7 +640,7 @@ pub fn mark_out_of_sync(
         account.status = AccountStatus::OutOfSync;
         account.status_detail = Some(detail.to_string());
         account.last_error = Some(detail.to_string());
-        tx.put(Table::Accounts, &key, &account)
+        super::due_index::put_account(tx, &key, &account)
     })
 }
 
@@ -666,7 +666,7 @@ pub fn reset_password(
         account.status = AccountStatus::InSync;
         account.status_detail = None;
         account.last_error = None;
-        tx.put(Table::Accounts, &key, &account)?;
+        super::due_index::put_account(tx, &key, &account)?;
         Ok(account.current_version)
     })
 }
@@ -721,7 +721,7 @@ pub fn delete_account(
                 account.status.name(),
             )));
         }
-        tx.delete(Table::Accounts, &key)?;
+        super::due_index::delete_account(tx, &key)?;
         tx.delete(Table::Meta, &super::heartbeat::key(mount, host, account_name))?;
         for (version_key, _) in tx.scan::<VersionRecord>(Table::Versions, &versions_prefix(mount, host, account_name))? {
             tx.delete(Table::Versions, &version_key)?;
@@ -768,7 +768,7 @@ pub fn set_schedule_anchor(
         if let Some(detail) = missed_detail {
             account.last_error = Some(detail.to_string());
         }
-        tx.put(Table::Accounts, &key, &account)
+        super::due_index::put_account(tx, &key, &account)
     })
 }
 
