@@ -23,7 +23,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { sed -n '9,10p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '9,11p' "$0" | sed 's/^# \{0,1\}//'; }
 wait_for_interrupt=1
 [ "${ROTOR_DEMO_NONINTERACTIVE:-}" = 1 ] && wait_for_interrupt=0
 for argument in "$@"; do
