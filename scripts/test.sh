@@ -26,18 +26,7 @@ pass/fail line per group and a total.
 NOTE
 
 step "host packages"
-missing=()
-for tool in debootstrap curl sshpass; do
-  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" != 0 ]; then
-    echo "missing ${missing[*]} and not root: install them (apt-get install ${missing[*]})" >&2
-    exit 1
-  fi
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+bash scripts/install-tools.sh debootstrap curl sshpass
 
 if [ "${ROTOR_E2E:-}" != "skip" ]; then
   step "docker"
