@@ -22,6 +22,7 @@ pub mod docker;
 pub mod faults;
 pub mod host;
 pub mod image;
+pub mod inprocess;
 pub mod login;
 pub mod naming;
 pub mod network;

@@ -8,19 +8,15 @@
 //! scenarios; the admission rules themselves are unit-tested in `dispatch/queue.rs`.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use rotor_agent::handlers::JobHandler;
 use rotor_common::ids::{AgentId, JobId};
-use rotor_common::secret::Password;
 use rotor_common::wire::{JobKind, JobOutcome};
-use rotor_controller::dispatch::{
-    DispatchError, DispatchSettings, Dispatcher, JobTarget, registry,
-};
-use rotor_controller::store::{Sealer, Store};
+use rotor_controller::dispatch::{DispatchError, DispatchSettings, Dispatcher, JobTarget};
+use rotor_tests::inprocess::InProcessController;
 use tokio::sync::watch;
 
 const SITE: &str = "lab";
@@ -47,10 +43,8 @@ fn observed(shared: &Shared) -> std::sync::MutexGuard<'_, Observed> {
 
 /// A controller's dispatcher serving on loopback, and the agents enrolled into it.
 struct Lab {
+    controller: InProcessController,
     dispatcher: Dispatcher,
-    store: Arc<Store>,
-    address: String,
-    fingerprint: String,
     dirs: tempfile::TempDir,
     shared: Shared,
     stops: Vec<watch::Sender<bool>>,
@@ -66,27 +60,10 @@ impl Drop for Lab {
 }
 
 async fn lab(settings: DispatchSettings) -> Result<Lab> {
-    rotor_common::tls::install_crypto_provider();
-    let store = Arc::new(Store::in_memory(Sealer::ephemeral())?);
-    let ca = Arc::new(rotor_controller::pki::load_or_create_ca(&store)?);
-    let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let identity = rotor_controller::pki::issue_server_identity(&ca, &[], &[loopback])?;
-    let config = rotor_common::tls::quic_server_config(
-        ca.cert_pem(),
-        &identity,
-        Duration::from_secs(30),
-        Duration::from_secs(5),
-    )?;
-    let endpoint = quinn::Endpoint::server(config, SocketAddr::new(loopback, 0))?;
-    let address = endpoint.local_addr()?.to_string();
-    let dispatcher = Dispatcher::new(store.clone(), ca.clone(), settings);
-    let serving = dispatcher.clone();
-    tokio::spawn(async move { serving.serve(endpoint).await });
+    let controller = InProcessController::start(settings)?;
     Ok(Lab {
-        dispatcher,
-        store,
-        address,
-        fingerprint: ca.fingerprint(),
+        dispatcher: controller.dispatcher.clone(),
+        controller,
         dirs: tempfile::tempdir()?,
         shared: Shared::default(),
         stops: Vec::new(),
@@ -97,19 +74,7 @@ impl Lab {
     /// Enrolls an agent into the site and runs it with a handler that sleeps `job_time` per
     /// job and records it; answers its id once it is connected.
     async fn start_agent(&mut self, job_time: Duration) -> Result<String> {
-        let (token, record) =
-            registry::create_enrollment_token(&self.store, SITE, Duration::from_secs(60))?;
-        let dir = self.dirs.path().join(&record.agent_id);
-        let state = rotor_agent::enroll::enroll(
-            &self.address,
-            Password::new(token),
-            &self.fingerprint,
-            &dir,
-            false,
-        )
-        .await
-        .map_err(|error| anyhow::anyhow!("enrolling: {error}"))?;
-        let agent = state.agent_id.clone();
+        let (agent, dir) = self.controller.enroll_agent(SITE, self.dirs.path()).await?;
         let handler = recording_handler(agent.clone(), self.shared.clone(), job_time);
         let (stop, stopped) = watch::channel(false);
         self.stops.push(stop);
@@ -402,7 +367,7 @@ async fn queue_depth_and_jobs_per_agent_show_in_the_metrics() -> Result<()> {
         .map(|index| lab.submit(&format!("h{index}")))
         .collect();
     lab.wait_for_queue_depth(3).await?;
-    let fleet = rotor_controller::metrics::fleet::read(&lab.store, &lab.dispatcher)?;
+    let fleet = rotor_controller::metrics::fleet::read(&lab.controller.store, &lab.dispatcher)?;
     let text = rotor_controller::metrics::render::prometheus(
         &rotor_controller::metrics::global().snapshot(),
         &fleet,
@@ -416,7 +381,7 @@ async fn queue_depth_and_jobs_per_agent_show_in_the_metrics() -> Result<()> {
     for job in jobs {
         job.await?.context("a job failed")?;
     }
-    let fleet = rotor_controller::metrics::fleet::read(&lab.store, &lab.dispatcher)?;
+    let fleet = rotor_controller::metrics::fleet::read(&lab.controller.store, &lab.dispatcher)?;
     let text = rotor_controller::metrics::render::prometheus(
         &rotor_controller::metrics::global().snapshot(),
         &fleet,

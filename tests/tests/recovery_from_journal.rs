@@ -10,7 +10,6 @@
 //! agent connects and recovery runs. Also: pending changes of several hosts are probed side
 //! by side.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,12 +19,13 @@ use rotor_common::ids::JobId;
 use rotor_common::secret::Password;
 use rotor_common::wire::os::{AccountResult, OsOutcome};
 use rotor_common::wire::{JobKind, JobOutcome, JobResult};
-use rotor_controller::dispatch::{DispatchSettings, Dispatcher, registry};
+use rotor_controller::dispatch::DispatchSettings;
 use rotor_controller::engines::os::OsEngine;
 use rotor_controller::engines::os::model::{
     self, AccountRecord, AccountStatus, Connection, HostRecord,
 };
-use rotor_controller::store::{Sealer, Store};
+use rotor_controller::store::Store;
+use rotor_tests::inprocess::InProcessController;
 
 const SITE: &str = "lab";
 const MOUNT: &str = "os/";
@@ -57,54 +57,27 @@ fn journal_settlements() -> u64 {
         .sum()
 }
 
-/// The controller's side in process: store, dispatcher serving QUIC on loopback, OS engine.
+/// The controller's side in process, and the OS engine over it.
 struct Lab {
+    controller: InProcessController,
     store: Arc<Store>,
-    ca: Arc<rotor_common::pki::CertificateAuthority>,
-    address: String,
     engine: OsEngine,
 }
 
 fn lab() -> Result<Lab> {
-    rotor_common::tls::install_crypto_provider();
-    let store = Arc::new(Store::in_memory(Sealer::ephemeral())?);
-    let ca = Arc::new(rotor_controller::pki::load_or_create_ca(&store)?);
-    let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let identity = rotor_controller::pki::issue_server_identity(&ca, &[], &[loopback])?;
-    let config = rotor_common::tls::quic_server_config(
-        ca.cert_pem(),
-        &identity,
-        Duration::from_secs(30),
-        Duration::from_secs(5),
-    )?;
-    let endpoint = quinn::Endpoint::server(config, SocketAddr::new(loopback, 0))?;
-    let address = endpoint.local_addr()?.to_string();
-    let dispatcher = Dispatcher::new(store.clone(), ca.clone(), DispatchSettings::default());
-    let serving = dispatcher.clone();
-    tokio::spawn(async move { serving.serve(endpoint).await });
-    let engine = OsEngine::new(store.clone(), dispatcher.clone());
+    let controller = InProcessController::start(DispatchSettings::default())?;
+    let store = controller.store.clone();
+    let engine = OsEngine::new(store.clone(), controller.dispatcher.clone());
     Ok(Lab {
+        controller,
         store,
-        ca,
-        address,
         engine,
     })
 }
 
-/// Enrolls an agent of the site into `dir`; answers the directory to run it from.
+/// Enrolls an agent of the site; answers the directory to run it from.
 async fn enroll_agent(lab: &Lab, dirs: &tempfile::TempDir) -> Result<std::path::PathBuf> {
-    let (token, record) =
-        registry::create_enrollment_token(&lab.store, SITE, Duration::from_secs(60))?;
-    let dir = dirs.path().join(&record.agent_id);
-    rotor_agent::enroll::enroll(
-        &lab.address,
-        Password::new(token),
-        &lab.ca.fingerprint(),
-        &dir,
-        false,
-    )
-    .await
-    .map_err(|error| anyhow::anyhow!("enrolling: {error}"))?;
+    let (_, dir) = lab.controller.enroll_agent(SITE, dirs.path()).await?;
     Ok(dir)
 }
 

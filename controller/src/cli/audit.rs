@@ -7,7 +7,7 @@ use anyhow::{Result, anyhow, bail};
 use serde_json::{Map, Value, json};
 
 use super::client::Client;
-use super::flags::{self, FlagSpec, Parsed};
+use super::flags::{self, FlagSpec};
 use super::output::{self, Format};
 
 const ADDRESS: FlagSpec = FlagSpec {
@@ -76,15 +76,11 @@ const ENABLE_USAGE: &str = "Usage: rotor audit enable [flags] TYPE [K=V...]
 
       $ rotor audit enable file file_path=/var/log/rotor_audit.log
       $ rotor audit enable -path=file2 file file_path=stdout
-
-Flags:
 ";
 
 const LIST_USAGE: &str = "Usage: rotor audit list [flags]
 
   Lists the enabled audit devices.
-
-Flags:
 ";
 
 const DISABLE_USAGE: &str = "Usage: rotor audit disable [flags] PATH
@@ -92,20 +88,7 @@ const DISABLE_USAGE: &str = "Usage: rotor audit disable [flags] PATH
   Disables the audit device at PATH.
 
       $ rotor audit disable file/
-
-Flags:
 ";
-
-/// Parses `args` against `specs`; None when help was asked for (and printed).
-fn parse(specs: &[FlagSpec], usage: &str, args: &[String]) -> Result<Option<Parsed>> {
-    if flags::wants_help(specs, args) {
-        print!("{usage}{}", flags::usage(specs));
-        return Ok(None);
-    }
-    flags::parse(specs, args)
-        .map(Some)
-        .map_err(|e| anyhow!("{e}\n\n{usage}{}", flags::usage(specs)))
-}
 
 /// `rotor audit SUBCOMMAND ...`.
 pub fn run(args: &[String]) -> Result<()> {
@@ -125,9 +108,7 @@ pub fn run(args: &[String]) -> Result<()> {
 }
 
 fn enable(args: &[String]) -> Result<()> {
-    let Some(parsed) = parse(ENABLE_FLAGS, ENABLE_USAGE, args)? else {
-        return Ok(());
-    };
+    let parsed = flags::parse_or_help(ENABLE_FLAGS, ENABLE_USAGE, args)?;
     let Some((device_type, pairs)) = parsed.positional.split_first() else {
         bail!("not enough arguments: TYPE is missing\n\n{ENABLE_USAGE}");
     };
@@ -151,9 +132,7 @@ fn enable(args: &[String]) -> Result<()> {
 }
 
 fn list(args: &[String]) -> Result<()> {
-    let Some(parsed) = parse(LIST_FLAGS, LIST_USAGE, args)? else {
-        return Ok(());
-    };
+    let parsed = flags::parse_or_help(LIST_FLAGS, LIST_USAGE, args)?;
     if let Some(extra) = parsed.positional.first() {
         bail!("unexpected argument '{extra}': rotor audit list takes none");
     }
@@ -221,9 +200,7 @@ fn devices_table(devices: &Map<String, Value>, detailed: bool) -> String {
 }
 
 fn disable(args: &[String]) -> Result<()> {
-    let Some(parsed) = parse(DISABLE_FLAGS, DISABLE_USAGE, args)? else {
-        return Ok(());
-    };
+    let parsed = flags::parse_or_help(DISABLE_FLAGS, DISABLE_USAGE, args)?;
     let path = match parsed.positional.as_slice() {
         [path] if !path.trim().is_empty() => format!("{}/", path.trim().trim_matches('/')),
         _ => bail!("rotor audit disable takes one PATH\n\n{DISABLE_USAGE}"),

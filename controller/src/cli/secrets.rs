@@ -90,15 +90,11 @@ const ENABLE_USAGE: &str = "Usage: rotor secrets enable [flags] TYPE
 
       $ rotor secrets enable -path=os vault-plugin-secrets-os
       $ rotor secrets enable ssh
-
-Flags:
 ";
 
 const LIST_USAGE: &str = "Usage: rotor secrets list [flags]
 
   Lists the mounted secrets engines.
-
-Flags:
 ";
 
 const DISABLE_USAGE: &str = "Usage: rotor secrets disable [flags] PATH
@@ -106,20 +102,7 @@ const DISABLE_USAGE: &str = "Usage: rotor secrets disable [flags] PATH
   Unmounts the secrets engine at PATH.
 
       $ rotor secrets disable os/
-
-Flags:
 ";
-
-/// Parses `args` against `specs`; None when help was asked for (and printed).
-fn parse(specs: &[FlagSpec], usage: &str, args: &[String]) -> Result<Option<Parsed>> {
-    if flags::wants_help(specs, args) {
-        print!("{usage}{}", flags::usage(specs));
-        return Ok(None);
-    }
-    flags::parse(specs, args)
-        .map(Some)
-        .map_err(|e| anyhow!("{e}\n\n{usage}{}", flags::usage(specs)))
-}
 
 /// One positional argument, or the usage.
 fn single_argument(parsed: &Parsed, what: &str, usage: &str) -> Result<String> {
@@ -152,9 +135,7 @@ pub fn run(args: &[String]) -> Result<()> {
 
 /// `rotor secrets enable [flags] TYPE` (also `rotor mount TYPE`).
 pub fn enable(args: &[String]) -> Result<()> {
-    let Some(parsed) = parse(ENABLE_FLAGS, ENABLE_USAGE, args)? else {
-        return Ok(());
-    };
+    let parsed = flags::parse_or_help(ENABLE_FLAGS, ENABLE_USAGE, args)?;
     let mut engine_type = single_argument(&parsed, "TYPE", ENABLE_USAGE)?;
     if engine_type == "plugin" {
         engine_type = parsed
@@ -182,9 +163,7 @@ pub fn enable(args: &[String]) -> Result<()> {
 }
 
 fn list(args: &[String]) -> Result<()> {
-    let Some(parsed) = parse(LIST_FLAGS, LIST_USAGE, args)? else {
-        return Ok(());
-    };
+    let parsed = flags::parse_or_help(LIST_FLAGS, LIST_USAGE, args)?;
     if let Some(extra) = parsed.positional.first() {
         bail!("unexpected argument '{extra}': rotor secrets list takes none");
     }
@@ -246,9 +225,7 @@ fn mounts_table(mounts: &Map<String, Value>, detailed: bool) -> String {
 }
 
 fn disable(args: &[String]) -> Result<()> {
-    let Some(parsed) = parse(DISABLE_FLAGS, DISABLE_USAGE, args)? else {
-        return Ok(());
-    };
+    let parsed = flags::parse_or_help(DISABLE_FLAGS, DISABLE_USAGE, args)?;
     let path = single_argument(&parsed, "PATH", DISABLE_USAGE)?;
     let path = format!("{}/", path.trim_matches('/'));
     let client = Client::from_env(parsed.value("address"))?;

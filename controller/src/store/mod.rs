@@ -405,11 +405,21 @@ pub struct WriteTx<'a> {
 }
 
 impl ReadTx {
+    /// The table, or `None` when it was never created (reads of it find nothing).
+    fn opened(
+        &self,
+        table: Table,
+    ) -> StoreResult<Option<redb::ReadOnlyTable<&'static str, &'static [u8]>>> {
+        match self.transaction.open_table(definition(table)) {
+            Ok(opened) => Ok(Some(opened)),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
     pub fn get<T: DeserializeOwned>(&self, table: Table, key: &str) -> StoreResult<Option<T>> {
-        let opened = match self.transaction.open_table(definition(table)) {
-            Ok(opened) => opened,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(error) => return Err(error.into()),
+        let Some(opened) = self.opened(table)? else {
+            return Ok(None);
         };
         match opened.get(key)? {
             Some(value) => decode(table, key, value.value()).map(Some),
@@ -438,10 +448,8 @@ impl ReadTx {
         prefix: &str,
         mut visit: impl FnMut(&str, T) -> StoreResult<()>,
     ) -> StoreResult<()> {
-        let opened = match self.transaction.open_table(definition(table)) {
-            Ok(opened) => opened,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
-            Err(error) => return Err(error.into()),
+        let Some(opened) = self.opened(table)? else {
+            return Ok(());
         };
         for entry in opened.range(prefix..)? {
             let (key, value) = entry?;
@@ -462,10 +470,8 @@ impl ReadTx {
         upper: &str,
         mut visit: impl FnMut(&str, T) -> StoreResult<()>,
     ) -> StoreResult<()> {
-        let opened = match self.transaction.open_table(definition(table)) {
-            Ok(opened) => opened,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
-            Err(error) => return Err(error.into()),
+        let Some(opened) = self.opened(table)? else {
+            return Ok(());
         };
         for entry in opened.range(..upper)? {
             let (key, value) = entry?;
@@ -477,10 +483,9 @@ impl ReadTx {
 
     pub fn count(&self, table: Table) -> StoreResult<u64> {
         use redb::ReadableTableMetadata;
-        match self.transaction.open_table(definition(table)) {
-            Ok(opened) => Ok(opened.len()?),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
-            Err(error) => Err(error.into()),
+        match self.opened(table)? {
+            Some(opened) => Ok(opened.len()?),
+            None => Ok(0),
         }
     }
 }
