@@ -10,13 +10,6 @@ use super::client::Client;
 use super::flags::{self, FlagSpec};
 use super::output::{self, Format};
 
-const ADDRESS: FlagSpec = FlagSpec {
-    name: "address",
-    aliases: &[],
-    takes_value: true,
-    help: "server address (default $ROTOR_ADDR)",
-};
-
 const ENABLE_FLAGS: &[FlagSpec] = &[
     FlagSpec {
         name: "path",
@@ -36,26 +29,21 @@ const ENABLE_FLAGS: &[FlagSpec] = &[
         takes_value: false,
         help: "accepted for Vault compatibility (Rotor does not replicate)",
     },
-    ADDRESS,
+    flags::ADDRESS,
 ];
 
 const LIST_FLAGS: &[FlagSpec] = &[
-    FlagSpec {
-        name: "format",
-        aliases: &[],
-        takes_value: true,
-        help: "output format: table or json",
-    },
+    flags::FORMAT,
     FlagSpec {
         name: "detailed",
         aliases: &[],
         takes_value: false,
         help: "also print each device's options",
     },
-    ADDRESS,
+    flags::ADDRESS,
 ];
 
-const DISABLE_FLAGS: &[FlagSpec] = &[ADDRESS];
+const DISABLE_FLAGS: &[FlagSpec] = &[flags::ADDRESS];
 
 const AUDIT_HELP: &str = "Usage: rotor audit <subcommand> [flags] [args]
 

@@ -155,6 +155,22 @@ pub fn parse_or_help(
         .map_err(|error| anyhow::anyhow!("{error}\n\n{}", help_text(usage_text, specs)))
 }
 
+/// `-format`, as every command that prints an answer takes it.
+pub const FORMAT: FlagSpec = FlagSpec {
+    name: "format",
+    aliases: &[],
+    takes_value: true,
+    help: "output format: table or json",
+};
+
+/// `-address`, as every command that talks to the server takes it.
+pub const ADDRESS: FlagSpec = FlagSpec {
+    name: "address",
+    aliases: &[],
+    takes_value: true,
+    help: "server address (default $ROTOR_ADDR)",
+};
+
 pub fn usage(specs: &[FlagSpec]) -> String {
     specs
         .iter()

@@ -12,12 +12,7 @@ use super::flags::{self, FlagSpec, Parsed};
 use super::output::Format;
 
 const FLAGS: &[FlagSpec] = &[
-    FlagSpec {
-        name: "format",
-        aliases: &[],
-        takes_value: true,
-        help: "output format: table or json",
-    },
+    flags::FORMAT,
     FlagSpec {
         name: "field",
         aliases: &[],

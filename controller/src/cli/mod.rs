@@ -59,12 +59,7 @@ Flags may be spelled -flag or --flag.
 ";
 
 const COMMON_FLAGS: &[FlagSpec] = &[
-    FlagSpec {
-        name: "format",
-        aliases: &[],
-        takes_value: true,
-        help: "output format: table or json",
-    },
+    flags::FORMAT,
     FlagSpec {
         name: "field",
         aliases: &[],

@@ -11,13 +11,6 @@ use super::client::Client;
 use super::flags::{self, FlagSpec, Parsed};
 use super::output::{self, Format};
 
-const ADDRESS: FlagSpec = FlagSpec {
-    name: "address",
-    aliases: &[],
-    takes_value: true,
-    help: "server address (default $ROTOR_ADDR)",
-};
-
 const ENABLE_FLAGS: &[FlagSpec] = &[
     FlagSpec {
         name: "path",
@@ -49,26 +42,21 @@ const ENABLE_FLAGS: &[FlagSpec] = &[
         takes_value: false,
         help: "accepted for Vault compatibility (Rotor seals every secret value)",
     },
-    ADDRESS,
+    flags::ADDRESS,
 ];
 
 const LIST_FLAGS: &[FlagSpec] = &[
-    FlagSpec {
-        name: "format",
-        aliases: &[],
-        takes_value: true,
-        help: "output format: table or json",
-    },
+    flags::FORMAT,
     FlagSpec {
         name: "detailed",
         aliases: &[],
         takes_value: false,
         help: "also print each mount's accessor and options",
     },
-    ADDRESS,
+    flags::ADDRESS,
 ];
 
-const DISABLE_FLAGS: &[FlagSpec] = &[ADDRESS];
+const DISABLE_FLAGS: &[FlagSpec] = &[flags::ADDRESS];
 
 const SECRETS_HELP: &str = "Usage: rotor secrets <subcommand> [flags] [args]
 

@@ -15,12 +15,6 @@ use super::client::{self, Client};
 use super::flags::{self, FlagSpec, Parsed};
 use super::output::{self, Format};
 
-const FORMAT: FlagSpec = FlagSpec {
-    name: "format",
-    aliases: &[],
-    takes_value: true,
-    help: "output format: table or json",
-};
 const FIELD: FlagSpec = FlagSpec {
     name: "field",
     aliases: &[],
@@ -41,7 +35,7 @@ const ACCESSOR: FlagSpec = FlagSpec {
 };
 
 const LOGIN_FLAGS: &[FlagSpec] = &[
-    FORMAT,
+    flags::FORMAT,
     FIELD,
     ADDRESS,
     FlagSpec {
@@ -53,7 +47,7 @@ const LOGIN_FLAGS: &[FlagSpec] = &[
 ];
 
 const CREATE_FLAGS: &[FlagSpec] = &[
-    FORMAT,
+    flags::FORMAT,
     FIELD,
     ADDRESS,
     FlagSpec {
@@ -124,10 +118,10 @@ const CREATE_FLAGS: &[FlagSpec] = &[
     },
 ];
 
-const LOOKUP_FLAGS: &[FlagSpec] = &[FORMAT, FIELD, ADDRESS, ACCESSOR];
+const LOOKUP_FLAGS: &[FlagSpec] = &[flags::FORMAT, FIELD, ADDRESS, ACCESSOR];
 
 const RENEW_FLAGS: &[FlagSpec] = &[
-    FORMAT,
+    flags::FORMAT,
     FIELD,
     ADDRESS,
     ACCESSOR,
