@@ -142,7 +142,7 @@ impl Fleet {
     }
 
     /// Runs `script` with `sh` inside the controller container, with the CLI's environment.
-    fn controller_script(&self, script: &str) -> Result<ProgramOutput> {
+    pub(crate) fn controller_script(&self, script: &str) -> Result<ProgramOutput> {
         let token = self.rotor.controller().root_token().to_string();
         self.rotor.controller().container().exec_program(
             &["sh", "-s"],

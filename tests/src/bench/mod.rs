@@ -10,6 +10,7 @@
 pub mod ansible;
 pub mod fleet;
 pub mod otp;
+pub mod recovery;
 pub mod report;
 pub mod rss;
 pub mod stats;
