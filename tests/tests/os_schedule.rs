@@ -153,7 +153,30 @@ fn periods_lazy_reads_and_missed_periods_after_a_restart() -> Result<()> {
         vec![before + 1],
         "missed periods must run once, not once each"
     );
+    // The next period's rotation may be on its way by now; stop the schedule and let it
+    // settle, so the password read is the one the host has.
+    rotor.cli(&[
+        "write",
+        &format!("{accounts}/app1"),
+        "disable_automated_rotation=true",
+    ])?;
+    wait_in_sync(&rotor, "app1", Duration::from_secs(60))?;
     let (password, _) = creds(&rotor, "app1")?;
     assert_password(&host, "app1", &password);
     Ok(())
+}
+
+/// Waits until `account` has no change in flight (status `in_sync`).
+fn wait_in_sync(rotor: &Rotor, account: &str, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let answer = rotor.cli_json(&["read", &format!("os/hosts/{HOST}/accounts/{account}")])?;
+        if answer["data"]["status"] == "in_sync" {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{account} still not in_sync after {timeout:?}: {answer}");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
