@@ -250,3 +250,100 @@ async fn pending_changes_of_different_hosts_are_probed_side_by_side() -> Result<
     }
     Ok(())
 }
+
+/// The journal entries of the agent in `dir`, read from its file as they are now.
+fn journaled(dir: &std::path::Path) -> Result<usize> {
+    Ok(rotor_agent::journal::Journal::open(dir)?.unacknowledged_count())
+}
+
+/// A change's result stays in the agent's journal until its engine has committed it: the
+/// dispatcher does not acknowledge it on arrival (a crash between the two would otherwise
+/// lose the evidence recovery reads), and the OS driver acknowledges it after the commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changes_result_is_acknowledged_only_after_its_commit() -> Result<()> {
+    use rotor_common::wire::os::OsJob;
+    let lab = lab()?;
+    let mut account = AccountRecord::new("h1", "app");
+    account.username = "app-user".into();
+    model::load_host_with_accounts(
+        &lab.store,
+        MOUNT,
+        &host(),
+        vec![(account, Password::new("App-1".to_string()))],
+    )?;
+    let dirs = tempfile::tempdir()?;
+    let (agent_id, dir) = lab.controller.enroll_agent(SITE, dirs.path()).await?;
+    let handler: JobHandler = Arc::new(|kind: JobKind| {
+        Box::pin(async move {
+            let username = match &kind {
+                JobKind::Os(OsJob::RotateSelf { username, .. }) => username.clone(),
+                _ => String::new(),
+            };
+            JobOutcome::Os(OsOutcome::Rotated {
+                accounts: vec![(username, AccountResult::Changed)],
+                host_key: None,
+            })
+        })
+    });
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let agent_dir = dir.clone();
+    tokio::spawn(async move {
+        let _ = rotor_agent::link::run_with(&agent_dir, stopped, handler).await;
+    });
+    let target = rotor_controller::dispatch::JobTarget::Site(SITE.into());
+    if !lab
+        .controller
+        .dispatcher
+        .wait_until_connected(&target, Duration::from_secs(20))
+        .await
+    {
+        bail!("the agent did not connect");
+    }
+
+    // Straight through the dispatcher: the result arrives, and stays journaled.
+    let job = JobId::generate();
+    let change = JobKind::Os(OsJob::RotateLocal {
+        command: "/usr/sbin/chpasswd".into(),
+        changes: Vec::new(),
+    });
+    lab.controller
+        .dispatcher
+        .submit_for_host(&target, Some("h9"), job, change, Duration::from_secs(30))
+        .await
+        .map_err(|error| anyhow::anyhow!("submitting: {error}"))?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        journaled(&dir)?,
+        1,
+        "a change's result was acknowledged when it arrived"
+    );
+    let agent = rotor_common::ids::AgentId::new(agent_id.as_str())?;
+    lab.controller
+        .dispatcher
+        .acknowledge_result(&agent, job)
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while journaled(&dir)? > 0 {
+        if std::time::Instant::now() > deadline {
+            bail!("the acknowledged result is still journaled");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Through the OS driver: committed, then acknowledged.
+    let report = lab
+        .engine
+        .rotate_account(MOUNT, "h1", "app")
+        .await
+        .map_err(|error| anyhow::anyhow!("rotating: {}", error.message))?;
+    assert_eq!(report.committed_version, Some(2));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while journaled(&dir)? > 0 {
+        if std::time::Instant::now() > deadline {
+            bail!("the committed rotation's result is still journaled");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = stop.send(true);
+    Ok(())
+}

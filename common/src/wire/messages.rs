@@ -177,6 +177,23 @@ pub enum JobKind {
     Os(super::os::OsJob),
 }
 
+impl JobKind {
+    /// Whether the job changes a credential on its target. Its result is evidence the
+    /// controller must keep until it has committed it, so the agent's journal entry is
+    /// acknowledged only then (not when the result arrives).
+    pub fn changes_a_credential(&self) -> bool {
+        use super::os::OsJob;
+        matches!(
+            self,
+            JobKind::Os(
+                OsJob::RotateWithParent { .. }
+                    | OsJob::RotateSelf { .. }
+                    | OsJob::RotateLocal { .. }
+            )
+        )
+    }
+}
+
 /// Agent → controller on a job stream: `Accepted`, then `Result`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum JobReply {

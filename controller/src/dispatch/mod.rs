@@ -606,6 +606,9 @@ impl Dispatcher {
             detail,
         };
         let deadline_unix_ms = (now_unix() + deadline.as_secs()) * 1000;
+        // A change's result stays in the agent's journal until its engine has committed it
+        // (`Dispatcher::acknowledge_result`): a crash before the commit finds it there.
+        let acknowledge_now = !kind.changes_a_credential();
         let job = Job {
             id: job_id,
             deadline_unix_ms,
@@ -623,7 +626,9 @@ impl Dispatcher {
             Some(JobReply::Accepted { id }) if id == job_id => {}
             Some(JobReply::Result(result)) if result.id == job_id => {
                 // A job already run (redelivery): the agent answers its recorded result at once.
-                self.acknowledge(link, job_id).await;
+                if acknowledge_now {
+                    self.acknowledge(link, job_id).await;
+                }
                 return Ok(result.outcome);
             }
             other => {
@@ -649,10 +654,21 @@ impl Dispatcher {
         match result {
             Some(JobReply::Result(result)) if result.id == job_id => {
                 let _ = send.finish();
-                self.acknowledge(link, job_id).await;
+                if acknowledge_now {
+                    self.acknowledge(link, job_id).await;
+                }
                 Ok(result.outcome)
             }
             _ => Err(unknown("the stream ended without a result".into())),
+        }
+    }
+
+    /// Tells `agent` that the result of `job_id` (a change) is committed, so its journal
+    /// entry may go. If the agent is not connected now, it reports the result at its next
+    /// connection and it is acknowledged then.
+    pub async fn acknowledge_result(&self, agent: &AgentId, job_id: JobId) {
+        if let Some(link) = self.link(agent.as_str()) {
+            self.acknowledge(&link, job_id).await;
         }
     }
 

@@ -164,10 +164,12 @@ impl OsEngine {
     ) -> Result<JobEnd, ApiError> {
         self.run_as(mount, host, JobId::generate(), job, deadline)
             .await
+            .map(|(end, _)| end)
     }
 
     /// Runs `job` under `job_id`: for a change, the id recorded with its pending candidates,
-    /// so the agent's journal and the store name the same change.
+    /// so the agent's journal and the store name the same change. Answers the end and the
+    /// agent that answered (a change's result is acknowledged to it once committed).
     async fn run_as(
         &self,
         mount: &str,
@@ -175,10 +177,10 @@ impl OsEngine {
         job_id: JobId,
         job: OsJob,
         deadline: Duration,
-    ) -> Result<JobEnd, ApiError> {
+    ) -> Result<(JobEnd, Option<AgentId>), ApiError> {
         let target = Self::target(host)?;
         if let Some(reason) = self.site_without_agent(mount, host)? {
-            return Ok(JobEnd::NotRun(reason));
+            return Ok((JobEnd::NotRun(reason), None));
         }
         let result = self
             .dispatcher
@@ -191,9 +193,11 @@ impl OsEngine {
             )
             .await;
         Ok(match result {
-            Ok((_, outcome)) => JobEnd::Answered(outcome),
-            Err(error @ DispatchError::OutcomeUnknown { .. }) => JobEnd::Unknown(error.to_string()),
-            Err(error) => JobEnd::NotRun(format!("host {}: {error}", host.name)),
+            Ok((agent, outcome)) => (JobEnd::Answered(outcome), Some(agent)),
+            Err(error @ DispatchError::OutcomeUnknown { .. }) => {
+                (JobEnd::Unknown(error.to_string()), None)
+            }
+            Err(error) => (JobEnd::NotRun(format!("host {}: {error}", host.name)), None),
         })
     }
 
@@ -451,7 +455,7 @@ impl OsEngine {
                 }
             }
         };
-        let end = self
+        let (end, answered_by) = self
             .run_as(
                 mount,
                 host,
@@ -516,6 +520,10 @@ impl OsEngine {
                 };
                 slots[place] = Some(report);
             }
+        }
+        // Every account of the job is settled in the store: the agent may forget the result.
+        if let Some(agent) = answered_by {
+            self.dispatcher.acknowledge_result(&agent, job_id).await;
         }
         Ok(slots.into_iter().flatten().collect())
     }
