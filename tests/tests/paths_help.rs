@@ -4,9 +4,8 @@
 //! path-help` does, and `lazy_rotation`, once read but undeclared, is accepted on an account
 //! without the "unrecognized parameters" warning.
 
+mod core_common;
 mod support;
-
-use std::process::Command;
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
@@ -22,30 +21,7 @@ fn get_as(
     path_and_query: &str,
     token: Option<&str>,
 ) -> Result<(u16, Value)> {
-    let mut command = Command::new("curl");
-    command
-        .args([
-            "-sS",
-            "-o",
-            "-",
-            "-w",
-            "\n%{http_code}",
-            "--cacert",
-            &controller.ca_file,
-        ])
-        .arg(format!("{}/v1/{path_and_query}", controller.address));
-    if let Some(token) = token {
-        command.args(["-H", &format!("X-Vault-Token: {token}")]);
-    }
-    let output = command
-        .output()
-        .context("running curl (is it installed?)")?;
-    let text = String::from_utf8_lossy(&output.stdout).to_string();
-    let (body, status) = text.rsplit_once('\n').context("curl printed no status")?;
-    Ok((
-        status.trim().parse().context("bad status")?,
-        serde_json::from_str(body).unwrap_or(Value::Null),
-    ))
+    core_common::curl(controller, "GET", path_and_query, token, None)
 }
 
 #[test]
