@@ -12,9 +12,11 @@
 #   ROTOR_DEB_DIR     where the .debs go (default $ROTOR_CACHE/debs)
 #   ROTOR_CACHE       cache root (default /var/cache/rotor)
 #
-# Why dpkg-deb and not cargo-deb: installing cargo-deb compiles about 150 crates, several
-# minutes on a shared 2-core CI machine before the first package, every time the cache is
-# cold; the layout is a dozen files, which dpkg-deb packs in a second (docs/install.md).
+# Why dpkg-deb and not cargo-deb: `cargo install cargo-deb --locked` (v3.8.0, 95 crates in
+# its lock file) had compiled 57 crates after 7 minutes on this shared 2-core machine
+# (2026-12-02, load average 13) and was stopped there; a fresh CI machine would pay that
+# before its first package. The layout is a dozen files, which dpkg-deb packs in about 10 s
+# (stripping included).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -4,7 +4,9 @@
 //! enrolled with the token and fingerprint the controller handed out connects across the
 //! compose network, which also reaches `sys/health` by the service's name. The controller's
 //! container is then removed and made again on the same volumes: the store, the root token
-//! and the agent's enrollment survive, and the agent reconnects.
+//! and the agent's enrollment survive, and the agent reconnects. The controller's container
+//! shows the `rotor` package's user, owners and modes (this test is where that package is
+//! installed: `packaging_deb` covers the agent's).
 
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -212,6 +214,28 @@ fn the_compose_file_runs_a_controller_and_an_agent_that_survive_a_new_container(
     let project = Project::new()?;
     project.run(&["up", "-d", "controller"], &[])?;
     project.wait_healthy()?;
+    // The rotor package's user and modes, in the image and in the volumes made from it.
+    let modes = project.exec(
+        "controller",
+        &[
+            "stat",
+            "-c",
+            "%n %U:%G %a",
+            "/var/lib/rotor",
+            "/etc/rotor",
+            "/etc/rotor/seal",
+            "/etc/rotor/seal/seal.key",
+            "/etc/rotor/rotor.hcl",
+            "/var/lib/rotor/init.txt",
+        ],
+        &[],
+    )?;
+    assert_eq!(
+        modes,
+        "/var/lib/rotor rotor:rotor 700\n/etc/rotor rotor:rotor 750\n/etc/rotor/seal rotor:rotor 700\n\
+         /etc/rotor/seal/seal.key rotor:rotor 600\n/etc/rotor/rotor.hcl root:rotor 640\n\
+         /var/lib/rotor/init.txt rotor:rotor 600\n"
+    );
     let init = project.exec("controller", &["cat", "/var/lib/rotor/init.txt"], &[])?;
     let token = init
         .lines()
