@@ -44,10 +44,13 @@ impl Project {
         })
     }
 
-    /// `docker-compose -p NAME -f deploy/compose.yaml ARGS`, with `env` set for it.
+    /// `docker-compose -p NAME -f deploy/compose.yaml ARGS` (or `docker compose ...`), with
+    /// `env` set for it.
     fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Result<ProgramOutput> {
-        let mut command = Command::new("docker-compose");
+        let (program, first_args) = compose_program();
+        let mut command = Command::new(program);
         command
+            .args(first_args)
             .arg("-p")
             .arg(&self.name)
             .arg("-f")
@@ -287,6 +290,16 @@ fn the_compose_file_runs_a_controller_and_an_agent_that_survive_a_new_container(
     // The root token still works and the agent's record is there, connected again.
     project.wait_connected(&token, &agent_id)?;
     Ok(())
+}
+
+/// `docker-compose` (v1, Debian's package) where installed, else Docker's `docker compose`.
+fn compose_program() -> (&'static str, &'static [&'static str]) {
+    let v1 = Command::new("docker-compose").arg("version").output();
+    if v1.is_ok_and(|output| output.status.success()) {
+        ("docker-compose", &[])
+    } else {
+        ("docker", &["compose"])
+    }
 }
 
 fn repository() -> PathBuf {
