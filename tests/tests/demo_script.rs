@@ -1,7 +1,8 @@
 //! Issue 21 item 1, "The README's first command runs the main job": `bash scripts/demo.sh
 //! --no-wait` starts a dev controller and an agent, two Debian hosts in containers, rotates a
 //! parent-managed and a self-managed password, proves each by an SSH login (the old one
-//! refused), and removes everything it started. Runs the script as the README prints it,
+//! refused), logs in to db-1 with a one-time password through `rotor ssh` and the agent as
+//! its PAM helper, and removes everything it started. Runs the script as the README prints it,
 //! with this build's binaries (`ROTOR_BIN_DIR`) so nothing is rebuilt.
 
 mod demo_common;
@@ -37,7 +38,8 @@ fn the_demo_rotates_and_proves_two_passwords_then_removes_what_it_started() -> R
         "login as app on web-1 with the old password: refused",
         "login as svc on db-1 with the new password (version 2): ok",
         "login as svc on db-1 with the old password: refused",
-        "done: 2 passwords rotated and proved by SSH logins",
+        "login as svc on db-1 with a one-time password (rotor ssh -role otp_key_role): ok",
+        "done: 2 passwords rotated and proved by SSH logins, and an OTP login",
         "export ROTOR_ADDR='https://127.0.0.1:",
         "export ROTOR_CACERT='",
         "export ROTOR_TOKEN='",
