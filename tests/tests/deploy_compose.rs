@@ -8,6 +8,8 @@
 //! shows the `rotor` package's user, owners and modes (this test is where that package is
 //! installed: `packaging_deb` covers the agent's).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,6 +34,9 @@ struct Project {
     file: PathBuf,
     api_port: u16,
     agent_port: u16,
+    /// Container ids by service, asked once: every `docker-compose` call costs a second or
+    /// more. Forgotten when `up`, `rm` or `down` may have changed them.
+    containers: RefCell<HashMap<String, String>>,
 }
 
 impl Project {
@@ -41,12 +46,16 @@ impl Project {
             file: repository().join("deploy/compose.yaml"),
             api_port: free_tcp_port()?,
             agent_port: free_udp_port()?,
+            containers: RefCell::new(HashMap::new()),
         })
     }
 
     /// `docker-compose -p NAME -f deploy/compose.yaml ARGS` (or `docker compose ...`), with
     /// `env` set for it.
     fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Result<ProgramOutput> {
+        if matches!(args.first(), Some(&"up" | &"rm" | &"down")) {
+            self.containers.borrow_mut().clear();
+        }
         let (program, first_args) = compose_program();
         let mut command = Command::new(program);
         command
@@ -79,6 +88,9 @@ impl Project {
 
     /// The container of `service`.
     fn container(&self, service: &str) -> Result<String> {
+        if let Some(id) = self.containers.borrow().get(service) {
+            return Ok(id.clone());
+        }
         let id = self
             .run(&["ps", "-q", service], &[])?
             .stdout
@@ -87,6 +99,9 @@ impl Project {
         if id.is_empty() {
             bail!("compose project {} has no {service} container", self.name);
         }
+        self.containers
+            .borrow_mut()
+            .insert(service.to_string(), id.clone());
         Ok(id)
     }
 
@@ -206,7 +221,12 @@ fn the_compose_file_runs_a_controller_and_an_agent_that_survive_a_new_container(
         .env("ROTOR_IMAGE", IMAGE)
         .env("ROTOR_BIN_DIR", bin_dir)
         .env("ROTOR_TEST_IMAGE", &base);
+    let started = std::time::Instant::now();
     let built = run_program(build, None, COMPOSE_TIMEOUT)?;
+    eprintln!(
+        "deploy_compose: image built in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     assert!(
         built.success(),
         "deploy/container/build.sh: {}",
