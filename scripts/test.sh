@@ -39,6 +39,10 @@ if [ "${ROTOR_E2E:-}" != "skip" ]; then
   fi
   step "test host image"
   bash tests/image/build-image.sh
+  # deploy_compose runs deploy/compose.yaml with `docker-compose`, or `docker compose` (v2).
+  if ! docker compose version >/dev/null 2>&1; then
+    bash scripts/install-tools.sh docker-compose
+  fi
 fi
 
 step "python client (hvac)"
