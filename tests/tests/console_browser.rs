@@ -339,6 +339,7 @@ fn console_in_a_real_browser() -> Result<()> {
     }
     let run_url = browser.current_url()?;
     let run_id = run_url.rsplit('/').next().unwrap_or("").to_string();
+    browser.screenshot("06-rotation-running")?;
     browser.wait_for(
         "the fleet rotation to complete in the page",
         Duration::from_secs(180),
@@ -355,7 +356,7 @@ fn console_in_a_real_browser() -> Result<()> {
     )?;
     let run_state = browser.text("#run-state")?;
     assert!(run_state.contains("4 succeeded, 0 failed"), "{run_state}");
-    browser.screenshot("06-rotation-done")?;
+    browser.screenshot("07-rotation-done")?;
     let run = rotor.cli_json(&["read", &format!("os/rotations/{run_id}")])?;
     assert_eq!(run["data"]["state"], "completed", "{run}");
     assert_eq!(run["data"]["succeeded"], 4, "{run}");
@@ -413,14 +414,14 @@ fn console_in_a_real_browser() -> Result<()> {
         "<b id=xss-host-error>host said no</b>",
         "#xss-host-error",
     )?;
-    browser.screenshot("07-account-host-error")?;
+    browser.screenshot("08-account-host-error")?;
     browser.goto(&format!("{api}/ui/"))?;
     assert_rendered_as_text(
         &browser,
         "<b id=xss-host-error>host said no</b>",
         "#xss-host-error",
     )?;
-    browser.screenshot("08-overview-rotation-failing")?;
+    browser.screenshot("09-overview-rotation-failing")?;
     // A site that is markup, echoed in the API's refusal.
     browser.retrying_network_changes(|| {
         browser.goto(&format!("{api}/ui/rotations"))?;
@@ -436,6 +437,62 @@ fn console_in_a_real_browser() -> Result<()> {
         "os/hosts/ui-2",
         "chpasswd_command=/usr/sbin/chpasswd",
     ])?;
+
+    // Stop a fleet rotation from the console: the canary (ui-1, whose chpasswd takes 6 s)
+    // finishes, ui-2 is never started and keeps its passwords.
+    hosts[0].exec(
+        "printf '#!/bin/sh\\nsleep 6\\nexec /usr/sbin/chpasswd\\n' > /usr/local/sbin/slow-chpasswd \
+         && chmod 755 /usr/local/sbin/slow-chpasswd \
+         && echo 'mgmt ALL=(root) NOPASSWD: /usr/local/sbin/slow-chpasswd' > /etc/sudoers.d/slow && chmod 440 /etc/sudoers.d/slow",
+    )?;
+    rotor.cli(&[
+        "write",
+        "os/hosts/ui-1",
+        "chpasswd_command=/usr/local/sbin/slow-chpasswd",
+    ])?;
+    let untouched: Vec<String> = CHILDREN
+        .iter()
+        .map(|child| creds(&rotor, "ui-2", child))
+        .collect::<Result<_>>()?;
+    browser.retrying_network_changes(|| {
+        browser.goto(&format!("{api}/ui/rotations"))?;
+        browser.type_into("#plan-host", "ui-*")?;
+        browser.type_into("#plan-account", "app*")?;
+        browser.type_into("#plan-wave_size", "1")?;
+        browser.click("#plan-button")?;
+        browser.wait_for("the plan", Duration::from_secs(30), || {
+            Ok(!browser.find_all("#start-button")?.is_empty())
+        })
+    })?;
+    browser.click("#start-button")?;
+    browser.wait_for(
+        "the running run's stop button",
+        Duration::from_secs(30),
+        || Ok(!browser.find_all("#stop-button")?.is_empty()),
+    )?;
+    let stopped_url = browser.current_url()?;
+    let stopped_id = stopped_url.rsplit('/').next().unwrap_or("").to_string();
+    browser.click("#stop-button")?;
+    browser.wait_for("the run to stop", Duration::from_secs(60), || {
+        if browser.dropped_by_network_change()? {
+            browser.goto(&stopped_url)?;
+        }
+        Ok(browser
+            .text("#run-state")
+            .unwrap_or_default()
+            .contains("stopped"))
+    })?;
+    let reason = browser.text("#stop-reason")?;
+    assert!(reason.contains("stopped by an operator"), "{reason}");
+    browser.screenshot("10-rotation-stopped")?;
+    let run = rotor.cli_json(&["read", &format!("os/rotations/{stopped_id}")])?;
+    assert_eq!(run["data"]["state"], "stopped", "{run}");
+    assert_eq!(run["data"]["succeeded"], 2, "the canary finished: {run}");
+    assert_eq!(run["data"]["not_attempted"], 2, "{run}");
+    for (child, password) in CHILDREN.iter().zip(&untouched) {
+        assert_eq!(&creds(&rotor, "ui-2", child)?, password);
+        assert_password(&hosts[1], child, password);
+    }
 
     // The limited token: no mgmt-* password on any page, even through a forged reveal.
     browser.retrying_network_changes(|| {
@@ -481,7 +538,7 @@ fn console_in_a_real_browser() -> Result<()> {
         2,
         "both mgmt-* accounts are listed as not readable"
     );
-    browser.screenshot("09-accounts-limited-token")?;
+    browser.screenshot("11-accounts-limited-token")?;
     browser.goto(&format!("{api}/ui/hosts/ui-1/accounts/{PARENT}"))?;
     assert!(!browser.find_all("#account-denied")?.is_empty());
     // Its own reveal works for app1 ...
@@ -496,7 +553,7 @@ fn console_in_a_real_browser() -> Result<()> {
         browser.text("#revealed-password")?,
         creds(&rotor, "ui-1", "app1")?
     );
-    browser.screenshot("10-reveal")?;
+    browser.screenshot("12-reveal")?;
     // ... and the same form pointed at mgmt-admin is refused by the API's ACL.
     browser.retrying_network_changes(|| {
         browser.goto(&format!("{api}/ui/hosts/ui-1/accounts/app1"))?;

@@ -228,29 +228,24 @@ pub async fn signed_in(
     })
 }
 
-/// Whether a POSTed form carries the session's CSRF token. A mismatch is a 403 page.
-pub fn check_csrf(session: &SessionView, submitted: Option<&String>) -> Result<(), Response> {
-    match submitted {
-        Some(value) if session::csrf_matches(&session.csrf, value) => Ok(()),
-        _ => Err((
-            StatusCode::FORBIDDEN,
-            Html(
-                layout::page(
-                    "Refused",
-                    layout::Section::SignIn,
-                    None,
-                    None,
-                    maud::html! {
-                        h1 { "Refused" }
-                        p #csrf-refused { "This form was not sent from this console session (missing or wrong CSRF token). Reload the page and try again." }
-                        p { a href="/ui/" { "Back to the overview" } }
-                    },
-                )
-                .into_string(),
-            ),
-        )
-            .into_response()),
+/// The refusal of a POSTed form that does not carry the session's CSRF token (a 403 page),
+/// or `None` when it does.
+pub fn csrf_refusal(session: &SessionView, submitted: Option<&String>) -> Option<Response> {
+    if submitted.is_some_and(|value| session::csrf_matches(&session.csrf, value)) {
+        return None;
     }
+    let page = layout::page(
+        "Refused",
+        layout::Section::SignIn,
+        None,
+        None,
+        maud::html! {
+            h1 { "Refused" }
+            p #csrf-refused { "This form was not sent from this console session (missing or wrong CSRF token). Reload the page and try again." }
+            p { a href="/ui/" { "Back to the overview" } }
+        },
+    );
+    Some((StatusCode::FORBIDDEN, Html(page.into_string())).into_response())
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use crate::api::ApiError;
 use crate::ui::client::{Visible, text};
 use crate::ui::fleet::{OS_MOUNT, console_status};
 use crate::ui::layout::{self, Section, action_form, status_badge};
-use crate::ui::{Caller, UiState, check_csrf, html_response, remote_of, signed_in};
+use crate::ui::{Caller, UiState, csrf_refusal, html_response, remote_of, signed_in};
 
 /// What the page shows of a revealed password.
 struct Revealed {
@@ -171,7 +171,7 @@ fn timeline(versions: &Map<String, Value>) -> Markup {
                 .collect()
         })
         .unwrap_or_default();
-    entries.sort_by(|a, b| b.0.cmp(&a.0));
+    entries.sort_by_key(|entry| std::cmp::Reverse(entry.0));
     html! {
         section aria-labelledby="versions-heading" {
             h2 #versions-heading { "Versions" }
@@ -232,7 +232,7 @@ pub async fn act(
         Ok(caller) => caller,
         Err(redirect) => return redirect,
     };
-    if let Err(refused) = check_csrf(&caller.session, form.get("csrf")) {
+    if let Some(refused) = csrf_refusal(&caller.session, form.get("csrf")) {
         return refused;
     }
     let back = safe_return(&form, &format!("/ui/hosts/{host}/accounts/{account}"));
@@ -280,7 +280,7 @@ pub async fn reveal(
         Ok(caller) => caller,
         Err(redirect) => return redirect,
     };
-    if let Err(refused) = check_csrf(&caller.session, form.get("csrf")) {
+    if let Some(refused) = csrf_refusal(&caller.session, form.get("csrf")) {
         return refused;
     }
     let path = format!("{OS_MOUNT}/hosts/{host}/accounts/{account}/creds");

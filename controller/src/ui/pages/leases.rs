@@ -12,7 +12,7 @@ use serde_json::json;
 use super::{error_page, field};
 use crate::ui::fleet;
 use crate::ui::layout::{self, Section, action_form};
-use crate::ui::{UiState, check_csrf, html_response, remote_of, signed_in};
+use crate::ui::{UiState, csrf_refusal, html_response, remote_of, signed_in};
 
 /// `GET /ui/leases`.
 pub async fn index(
@@ -68,7 +68,7 @@ pub async fn revoke(
         Ok(caller) => caller,
         Err(redirect) => return redirect,
     };
-    if let Err(refused) = check_csrf(&caller.session, form.get("csrf")) {
+    if let Some(refused) = csrf_refusal(&caller.session, form.get("csrf")) {
         return refused;
     }
     let lease_id = field(&form, "lease_id");

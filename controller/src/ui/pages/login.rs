@@ -18,7 +18,7 @@ use crate::tokens::ClientToken;
 use crate::ui::client::ApiClient;
 use crate::ui::layout::{self, Section};
 use crate::ui::session::{self, SessionView};
-use crate::ui::{UiState, check_csrf, html_response, remote_of};
+use crate::ui::{UiState, csrf_refusal, html_response, remote_of};
 
 fn cookie_session(ui: &UiState, headers: &HeaderMap) -> Option<SessionView> {
     let id = headers
@@ -80,7 +80,7 @@ pub async fn submit(
         let fresh = ui.sessions.open(Instant::now());
         return render(&fresh, Some("Your sign-in form expired; sign in again."));
     };
-    if let Err(refused) = check_csrf(&session, form.get("csrf")) {
+    if let Some(refused) = csrf_refusal(&session, form.get("csrf")) {
         return refused;
     }
     let token = field(&form, "token");
@@ -114,7 +114,7 @@ pub async fn sign_out(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     if let Some(session) = cookie_session(&ui, &headers) {
-        if let Err(refused) = check_csrf(&session, form.get("csrf")) {
+        if let Some(refused) = csrf_refusal(&session, form.get("csrf")) {
             return refused;
         }
         ui.sessions.sign_out(&session.id);

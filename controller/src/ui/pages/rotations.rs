@@ -16,7 +16,7 @@ use super::{error_page, field};
 use crate::ui::client::text;
 use crate::ui::fleet::OS_MOUNT;
 use crate::ui::layout::{self, Section, action_form};
-use crate::ui::{Caller, UiState, check_csrf, html_response, remote_of, signed_in};
+use crate::ui::{Caller, UiState, csrf_refusal, html_response, remote_of, signed_in};
 
 /// The plan form's fields, as `os/rotate` names them.
 const PLAN_FIELDS: [(&str, &str, &str); 7] = [
@@ -172,7 +172,7 @@ pub async fn plan(
         Ok(caller) => caller,
         Err(redirect) => return redirect,
     };
-    if let Err(refused) = check_csrf(&caller.session, form.get("csrf")) {
+    if let Some(refused) = csrf_refusal(&caller.session, form.get("csrf")) {
         return refused;
     }
     let plan = match caller
@@ -228,7 +228,7 @@ pub async fn start(
         Ok(caller) => caller,
         Err(redirect) => return redirect,
     };
-    if let Err(refused) = check_csrf(&caller.session, form.get("csrf")) {
+    if let Some(refused) = csrf_refusal(&caller.session, form.get("csrf")) {
         return refused;
     }
     match caller
@@ -311,7 +311,7 @@ pub async fn stop(
         Ok(caller) => caller,
         Err(redirect) => return redirect,
     };
-    if let Err(refused) = check_csrf(&caller.session, form.get("csrf")) {
+    if let Some(refused) = csrf_refusal(&caller.session, form.get("csrf")) {
         return refused;
     }
     match caller
@@ -328,24 +328,29 @@ pub async fn stop(
     Redirect::to(&format!("/ui/rotations/{id}")).into_response()
 }
 
-/// Done and failed accounts of a group, and how many it has.
+/// What became of a group's accounts (a wave's, a site's).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Tally {
-    pub done: usize,
+    pub succeeded: usize,
     pub failed: usize,
+    /// Not attempted (the run stopped first) or interrupted.
+    pub skipped: usize,
     pub total: usize,
+}
+
+impl Tally {
+    /// Accounts whose outcome is known.
+    pub fn settled(&self) -> usize {
+        self.succeeded + self.failed + self.skipped
+    }
 }
 
 fn tally_account(tally: &mut Tally, state: &str) {
     tally.total += 1;
     match state {
-        "succeeded" => tally.done += 1,
-        "failed" | "not_attempted" | "interrupted" => {
-            tally.done += 1;
-            if state == "failed" {
-                tally.failed += 1;
-            }
-        }
+        "succeeded" => tally.succeeded += 1,
+        "failed" => tally.failed += 1,
+        "not_attempted" | "interrupted" => tally.skipped += 1,
         _ => {}
     }
 }
@@ -377,8 +382,12 @@ pub fn tallies(run: &Map<String, Value>) -> (Vec<Tally>, BTreeMap<String, Tally>
 fn bar(label: &str, id: &str, tally: Tally) -> Markup {
     html! {
         div.bar {
-            label for=(id) { (label) ": " (tally.done) "/" (tally.total) " done" @if tally.failed > 0 { ", " strong.failed { (tally.failed) " failed" } } }
-            progress id=(id) value=(tally.done) max=(tally.total.max(1)) { (tally.done) "/" (tally.total) }
+            label for=(id) {
+                (label) ": " (tally.succeeded) "/" (tally.total) " rotated"
+                @if tally.failed > 0 { ", " strong.failed { (tally.failed) " failed" } }
+                @if tally.skipped > 0 { ", " (tally.skipped) " not attempted" }
+            }
+            progress id=(id) value=(tally.settled()) max=(tally.total.max(1)) { (tally.settled()) "/" (tally.total) }
         }
     }
 }
@@ -455,30 +464,16 @@ mod tests {
     #[test]
     fn tallies_per_wave_and_site() {
         let (waves, sites) = tallies(&run());
-        assert_eq!(
-            waves[0],
-            Tally {
-                done: 1,
-                failed: 0,
-                total: 1
-            }
-        );
-        assert_eq!(
-            waves[1],
-            Tally {
-                done: 1,
-                failed: 1,
-                total: 2
-            }
-        );
-        assert_eq!(
-            sites["s2"],
-            Tally {
-                done: 1,
-                failed: 1,
-                total: 2
-            }
-        );
+        let tally = |succeeded, failed, skipped, total| Tally {
+            succeeded,
+            failed,
+            skipped,
+            total,
+        };
+        assert_eq!(waves[0], tally(1, 0, 0, 1));
+        assert_eq!(waves[1], tally(0, 1, 0, 2));
+        assert_eq!(sites["s2"], tally(0, 1, 0, 2));
+        assert_eq!(waves[1].settled(), 1);
     }
 
     #[test]
