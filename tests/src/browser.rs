@@ -33,7 +33,7 @@ const WINDOW: (u32, u32) = (1366, 900);
 /// Finds `name` on PATH (or in the environment variable `override_variable`).
 fn program(name: &str, override_variable: &str) -> Option<PathBuf> {
     if let Ok(path) = std::env::var(override_variable) {
-        return Some(PathBuf::from(path));
+        return Some(PathBuf::from(path)).filter(|path| path.is_file());
     }
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
