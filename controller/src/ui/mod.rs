@@ -23,7 +23,7 @@ use axum::Router;
 use axum::extract::connect_info::ConnectInfo;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use maud::Markup;
 
 use crate::api::AppState;
@@ -86,7 +86,9 @@ pub fn router(api: AppState) -> Router {
         .route("/ui/rotations/{id}/stop", post(pages::rotations::stop))
         .route("/ui/leases", get(pages::leases::index))
         .route("/ui/leases/revoke", post(pages::leases::revoke))
-        .route("/ui/{*rest}", get(not_found))
+        // Any other /ui/ path, whatever the method, is the console's 404 (with its headers),
+        // never the API's.
+        .route("/ui/{*rest}", any(not_found))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }

@@ -202,6 +202,12 @@ async fn every_console_answer_has_the_security_headers() {
         assert_eq!(header("referrer-policy"), "no-referrer", "{uri}");
         assert_eq!(header("cache-control"), "no-store", "{uri}");
     }
+    let posted = send(&state, Method::POST, "/ui/nothing", None, Some("a=b")).await;
+    assert_eq!(posted.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        posted.headers["x-frame-options"], "DENY",
+        "a POST to an unknown console path is the console's 404"
+    );
     let script = send(&state, Method::GET, "/ui/static/console.js", None, None).await;
     assert!(
         script.headers[header::CONTENT_TYPE]

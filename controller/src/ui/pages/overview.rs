@@ -167,6 +167,14 @@ fn agents_block(agents: Option<&[AgentRow]>) -> Markup {
                         li #agents-connected { (connected) " connected" }
                         li #agents-disconnected { (agents.len() - connected) " disconnected" }
                     }
+                    table #agents-per-site {
+                        thead { tr { th scope="col" { "Site" } th scope="col" { "Connected" } th scope="col" { "Disconnected" } } }
+                        tbody {
+                            @for (site, (up, down)) in &per_site(agents) {
+                                tr { td { (site) } td id={ "agents-up-" (site) } { (up) } td id={ "agents-down-" (site) } { (down) } }
+                            }
+                        }
+                    }
                     table #agents {
                         thead { tr { th scope="col" { "Site" } th scope="col" { "Agent" } th scope="col" { "State" } th scope="col" { "Last seen" } } }
                         tbody {
@@ -184,6 +192,20 @@ fn agents_block(agents: Option<&[AgentRow]>) -> Markup {
             }
         }
     }
+}
+
+/// Connected and disconnected agents per site.
+fn per_site(agents: &[AgentRow]) -> std::collections::BTreeMap<&str, (usize, usize)> {
+    let mut sites = std::collections::BTreeMap::new();
+    for agent in agents {
+        let entry: &mut (usize, usize) = sites.entry(agent.site.as_str()).or_default();
+        if agent.connected {
+            entry.0 += 1;
+        } else {
+            entry.1 += 1;
+        }
+    }
+    sites
 }
 
 fn jobs_block(jobs: Option<&std::collections::BTreeMap<String, (u64, u64)>>) -> Markup {
