@@ -8,10 +8,12 @@
 //! shown first with its reason, reconciled from the console and in sync again (the new
 //! password proved by an SSH login); a fleet rotation planned (dry run) and started from the
 //! console, watched until it completes (the page's own script refreshes it) with every
-//! password proved by SSH; a token whose policy denies `mgmt-*` never gets those passwords on
-//! any page, even by forging the reveal form; stored markup in a policy name, a site, a
-//! host's `passwd_prompts` and an error echoed from a host is rendered as text; the console's
-//! security headers. Screenshots of the main pages are written to a folder printed at the end.
+//! password proved by SSH, and another stopped from the console while its canary rotates (the
+//! other host never started, its passwords proved unchanged); a lease (an SSH OTP) listed per
+//! engine and revoked from the console; a token whose policy denies `mgmt-*` never gets
+//! those passwords on any page, even by forging the reveal form; stored markup in a policy
+//! name, a site, a host's `passwd_prompts` and an error echoed from a host is rendered as
+//! text; the console's security headers. Screenshots of the main pages are written to a folder printed at the end.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -498,6 +500,50 @@ fn console_in_a_real_browser() -> Result<()> {
         assert_eq!(&creds(&rotor, "ui-2", child)?, password);
         assert_password(&hosts[1], child, password);
     }
+
+    // A lease (an SSH OTP) is listed by engine and revoked from the console.
+    rotor.cli(&[
+        "write",
+        "ssh/roles/console",
+        "key_type=otp",
+        "default_user=app1",
+        "cidr_list=0.0.0.0/0",
+    ])?;
+    let issued = rotor.cli_json(&["write", "ssh/creds/console", "ip=192.0.2.7"])?;
+    let lease_id = issued["lease_id"]
+        .as_str()
+        .context("ssh/creds answered no lease_id")?
+        .to_string();
+    browser.goto(&format!("{api}/ui/"))?;
+    let by_engine = browser.text("#leases-by-engine")?;
+    assert!(by_engine.contains("ssh"), "{by_engine}");
+    browser.retrying_network_changes(|| {
+        browser.goto(&format!("{api}/ui/leases"))?;
+        let listed = browser.text("#leases")?;
+        assert!(listed.contains(&lease_id), "{listed}");
+        browser.screenshot("10a-leases")?;
+        browser.click("#revoke-0")?;
+        browser.wait_for("the revocation", Duration::from_secs(30), || {
+            Ok(browser
+                .text("#flash")
+                .unwrap_or_default()
+                .contains("revoked"))
+        })
+    })?;
+    assert!(
+        !browser.find_all("#leases-none")?.is_empty(),
+        "no lease is left"
+    );
+    let lookup = rotor.controller().cli_output(&[
+        "write",
+        "sys/leases/lookup",
+        &format!("lease_id={lease_id}"),
+    ])?;
+    assert!(
+        !lookup.success(),
+        "the revoked lease is gone: {}",
+        lookup.stdout
+    );
 
     // The limited token: no mgmt-* password on any page, even through a forged reveal.
     browser.retrying_network_changes(|| {
