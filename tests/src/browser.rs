@@ -321,6 +321,32 @@ impl Browser {
         .map(drop)
     }
 
+    /// The `id` of the element that has the keyboard focus ("" when none has one).
+    pub fn focused_id(&self) -> Result<String> {
+        let focused = self.command("GET", "/element/active", None)?;
+        let element = Element(
+            focused[ELEMENT_KEY]
+                .as_str()
+                .ok_or_else(|| anyhow!("no focused element: {focused}"))?
+                .to_string(),
+        );
+        Ok(self.attribute(&element, "id")?.unwrap_or_default())
+    }
+
+    /// Types `text` on the keyboard into the focused element (`\u{E007}` is Enter).
+    pub fn type_into_focused(&self, text: &str) -> Result<()> {
+        let focused = self.command("GET", "/element/active", None)?;
+        let id = focused[ELEMENT_KEY]
+            .as_str()
+            .ok_or_else(|| anyhow!("no focused element: {focused}"))?;
+        self.command(
+            "POST",
+            &format!("/element/{id}/value"),
+            Some(json!({ "text": text })),
+        )
+        .map(drop)
+    }
+
     /// Runs `script` in the page (WebDriver's, not subject to the page's CSP) and answers
     /// its return value.
     pub fn execute(&self, script: &str) -> Result<Value> {
