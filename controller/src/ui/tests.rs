@@ -21,12 +21,14 @@ struct Answer {
 /// The router under test, built once per test (its sessions live in it, as in a server).
 struct Console {
     router: axum::Router,
+    state: AppState,
 }
 
 impl Console {
     fn new(state: AppState) -> Self {
         Self {
-            router: api::router(state),
+            router: api::router(state.clone()),
+            state,
         }
     }
 }
@@ -124,6 +126,27 @@ async fn api_write(state: &AppState, path: &str, body: Value) -> api::ApiRespons
     )
     .await
     .unwrap_or_else(|error| panic!("{path}: {error}"))
+}
+
+/// A token made through the console's router's services (the root token's `auth/token/create`).
+async fn api_write_through(console: &Console, path: &str, body: Value) -> String {
+    let answer = api::call_as(
+        &console.state,
+        InProcessCall {
+            method: Method::POST,
+            path,
+            query: &[],
+            body: Some(&body),
+            token: &ClientToken::new(ROOT.into()),
+            remote: None,
+        },
+    )
+    .await
+    .unwrap_or_else(|error| panic!("{path}: {error}"));
+    answer.auth.expect("auth")["client_token"]
+        .as_str()
+        .expect("client_token")
+        .to_string()
 }
 
 /// A store with a host (whose chpasswd command carries markup), a parent `mgmt-admin` and
@@ -262,6 +285,26 @@ async fn pages_need_a_session_and_forms_need_its_csrf_token() {
     )
     .await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
+
+    // A token limited to a number of uses would be spent by a page or two: refused.
+    let limited_uses =
+        api_write_through(&state, "auth/token/create", json!({"num_uses": 50})).await;
+    let form_page = send(&state, Method::GET, "/ui/login", None, None).await;
+    let cookie = cookie_of(&form_page);
+    let csrf = csrf_of(&form_page.body);
+    let refused = send(
+        &state,
+        Method::POST,
+        "/ui/login",
+        Some(&cookie),
+        Some(&format!("csrf={csrf}&token={limited_uses}")),
+    )
+    .await;
+    assert!(
+        refused.body.contains("limited to a number of uses"),
+        "{}",
+        refused.body
+    );
 
     let session = sign_in(&state, ROOT).await;
     let overview = send(&state, Method::GET, "/ui/", Some(&session), None).await;

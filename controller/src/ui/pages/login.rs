@@ -93,6 +93,22 @@ pub async fn submit(
         remote_of(&extensions),
     );
     match client.read("auth/token/lookup-self").await {
+        Ok(found)
+            if found
+                .get("num_uses")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0)
+                > 0 =>
+        {
+            // Every page is several API reads, each counted: such a token would be spent (and
+            // revoked) within a page or two.
+            render(
+                &session,
+                Some(
+                    "That token is limited to a number of uses; each console page spends several. Sign in with a token without num_uses.",
+                ),
+            )
+        }
         Ok(_) => {
             let signed = ui
                 .sessions
