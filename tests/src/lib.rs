@@ -16,6 +16,7 @@
 
 pub mod assertions;
 pub mod bench;
+pub mod browser;
 pub mod cleanup;
 pub mod container;
 pub mod docker;
