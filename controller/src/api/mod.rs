@@ -24,6 +24,7 @@ pub mod paths;
 pub mod sys;
 #[cfg(test)]
 mod table_checks;
+pub mod wrapping;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -63,6 +64,8 @@ pub struct Services {
     pub leases: LeaseManager,
     /// Enabled audit devices.
     pub audit: AuditBroker,
+    /// Failed logins per identity and address (brute-force limiting of auth methods).
+    pub logins: crate::auth::limiter::LoginLimiter,
 }
 
 /// Why the core services could not start.
@@ -100,6 +103,7 @@ impl Services {
             policies,
             leases,
             audit,
+            logins: crate::auth::limiter::LoginLimiter::default(),
         })
     }
 }
@@ -159,6 +163,7 @@ impl TokenContext {
             renewable: false,
             path: "auth/token/root".into(),
             last_renewal_unix: None,
+            bound_cidrs: Vec::new(),
         };
         Self::new(
             ClientToken::new("test-root-token".into()),
@@ -237,6 +242,12 @@ pub(crate) enum Route {
     Token {
         rest: String,
     },
+    /// An enabled auth method: `mount` is `auth/<path>/`.
+    Auth {
+        mount: String,
+        kind: String,
+        rest: String,
+    },
     Engine {
         mount: String,
         kind: String,
@@ -263,16 +274,29 @@ pub(crate) fn resolve(store: &Store, path: &str) -> Result<Route, ApiError> {
         });
     }
     if path == "auth" || path.starts_with("auth/") {
-        let Some(rest) = path
+        if let Some(rest) = path
             .strip_prefix(auth::TOKEN_MOUNT)
             .or(path.strip_prefix("auth/token").filter(|r| r.is_empty()))
-        else {
+        {
+            return Ok(Route::Token {
+                rest: rest.to_string(),
+            });
+        }
+        let inside = path.strip_prefix("auth/").unwrap_or("");
+        let Some(mount) = auth::mounts::owning(store, inside)? else {
             return Err(ApiError::not_found(format!(
-                "no handler for route '{path}': Rotor has one auth method, auth/token/"
+                "no handler for route '{path}': no auth method is enabled there (see sys/auth)"
             )));
         };
-        return Ok(Route::Token {
-            rest: rest.to_string(),
+        let rest = inside
+            .strip_prefix(mount.path.trim_end_matches('/'))
+            .unwrap_or("")
+            .trim_start_matches('/')
+            .to_string();
+        return Ok(Route::Auth {
+            mount: format!("auth/{}", mount.path),
+            kind: mount.kind,
+            rest,
         });
     }
     let mounts = engines::mounts::list(store)?;
@@ -328,6 +352,17 @@ fn backend(store: &Store, path: &str) -> Result<Backend, ApiError> {
             rest,
             table: auth::token::paths(),
         },
+        Route::Auth { mount, kind, rest } => {
+            let table = auth::paths(&kind).ok_or_else(|| {
+                ApiError::internal(format!("auth mount {mount} has unknown type {kind}"))
+            })?;
+            Backend {
+                mount,
+                mount_type: kind,
+                rest,
+                table,
+            }
+        }
         Route::Engine { mount, kind, rest } => {
             let table = engines::paths(&kind).ok_or_else(|| {
                 ApiError::internal(format!("mount {mount} has unknown type {kind}"))
@@ -413,6 +448,8 @@ struct Prepared {
     counted_token: Option<String>,
     /// Unknown fields the validator found, for the answer's warnings.
     warnings: Vec<String>,
+    /// `X-Vault-Wrap-TTL`: the answer is wrapped for this many seconds.
+    wrap_ttl_secs: Option<u64>,
 }
 
 /// What a prepared request does.
@@ -454,7 +491,11 @@ async fn handle(state: &AppState, call: Call<'_>) -> Result<ApiResponse, ApiErro
             Ok(operation) => Some(operation),
             Err(error) => {
                 // Whether a method is supported is no business of a caller the path is closed to.
-                let caller = authenticate(state, call.headers)?;
+                let remote = call
+                    .remote
+                    .as_deref()
+                    .and_then(|address| address.parse().ok());
+                let caller = authenticate(state, call.headers, remote)?;
                 let granted = caller.acl.capabilities(&path).normalized();
                 if granted.is_empty() || granted.contains(Capabilities::DENY) {
                     return Err(ApiError::permission_denied());
@@ -533,6 +574,12 @@ async fn handle(state: &AppState, call: Call<'_>) -> Result<ApiResponse, ApiErro
     if let Ok(response) = &mut result {
         response.warnings.extend(prepared.warnings);
     }
+    if let Some(ttl_secs) = prepared.wrap_ttl_secs
+        && let Ok(response) = result.as_mut()
+        && wrapping::wrappable(response)
+    {
+        result = wrapping::wrap(state, std::mem::take(response), ttl_secs, &path);
+    }
     if last_use
         && let Some(accessor) = caller_accessor
         && let Err(error) = auth::revoke_token(state, &accessor, Revocation::Tree)
@@ -557,6 +604,7 @@ async fn handle(state: &AppState, call: Call<'_>) -> Result<ApiResponse, ApiErro
                 lease_duration: response.lease_duration,
                 renewable: response.renewable,
                 warnings: &response.warnings,
+                wrap_info: response.wrap_info.as_ref(),
             };
             state
                 .audit
@@ -593,7 +641,7 @@ fn prepare(
     let token = if unauthenticated {
         None
     } else {
-        let token = authenticate(state, headers)?;
+        let token = authenticate(state, headers, client_address(entry))?;
         entry.auth = Some(AuditAuth {
             client_token: token.client_token.expose().to_string(),
             accessor: token.accessor.clone(),
@@ -627,6 +675,7 @@ fn prepare(
             caller_accessor,
             counted_token,
             warnings: Vec::new(),
+            wrap_ttl_secs: None,
         });
     };
     let handler = spec.handler(operation).ok_or_else(|| {
@@ -640,7 +689,7 @@ fn prepare(
             allowed.join(", ")
         ))
     })?;
-    let request = Request::new(
+    let mut request = Request::new(
         spec,
         operation,
         backend.mount.clone(),
@@ -649,6 +698,13 @@ fn prepare(
         data,
         token,
     );
+    request.remote_address = client_address(entry);
+    request.presented_token = token_from_headers(headers).map(ClientToken::new);
+    let wrap_header = headers
+        .get("x-vault-wrap-ttl")
+        .map(|value| value.to_str().unwrap_or("invalid"));
+    request.wrap_ttl_secs = wrapping::parse_wrap_ttl(wrap_header)?;
+    let wrap_ttl_secs = request.wrap_ttl_secs;
     let needed = needed_capability(state, spec, &request)?;
     entry.operation = vault_operation_name(needed);
     if let Some(caller) = &request.token {
@@ -660,6 +716,7 @@ fn prepare(
         caller_accessor,
         counted_token,
         warnings,
+        wrap_ttl_secs,
     })
 }
 
@@ -750,10 +807,27 @@ fn authorize(
     }
 }
 
-fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<TokenContext, ApiError> {
+/// The client's address as the audit entry carries it.
+fn client_address(entry: &AuditRequest) -> Option<std::net::IpAddr> {
+    entry
+        .remote_address
+        .as_deref()
+        .and_then(|address| address.parse().ok())
+}
+
+fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    remote: Option<std::net::IpAddr>,
+) -> Result<TokenContext, ApiError> {
     let token = token_from_headers(headers).ok_or_else(ApiError::permission_denied)?;
     let found = tokens::lookup(&state.store, &token, tokens::now_unix())?
         .ok_or_else(ApiError::permission_denied)?;
+    // A token bound to CIDR blocks (token_bound_cidrs) works only from inside them.
+    if !auth::cidr::allows(&found.record.bound_cidrs, remote) {
+        tracing::info!(client = ?remote, "a token was presented from outside its bound CIDRs");
+        return Err(ApiError::permission_denied());
+    }
     let acl = state
         .policies
         .acl(&found.record.policies)
@@ -782,6 +856,7 @@ mod tests {
         "leases/revoke-prefix/*",
         "leases/revoke-force/*",
         "leases/lookup/*",
+        "auth/*",
     ];
     const FORMER_TOKEN_ROOT_PATHS: &[&str] = &["revoke-orphan*", "accessors*"];
 
