@@ -253,3 +253,113 @@ pub fn purge_expired(state: &AppState, now: u64) -> Result<usize, StoreError> {
         Ok(purged)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::services;
+
+    fn answer(secret: &str) -> ApiResponse {
+        ApiResponse::data(crate::data_map! { "secret_id" => secret })
+    }
+
+    #[test]
+    fn a_wrapped_answer_is_unwrapped_exactly_once() {
+        let state = services();
+        let wrapped = wrap(
+            &state,
+            answer("s3cr3t-id"),
+            300,
+            "auth/approle/role/web/secret-id",
+        )
+        .expect("wrap");
+        assert!(wrapped.data.is_none() && wrapped.auth.is_none());
+        let info = wrapped.wrap_info.expect("wrap_info");
+        assert_eq!(info["ttl"], 300);
+        assert_eq!(info["creation_path"], "auth/approle/role/web/secret-id");
+        let token = info["token"].as_str().expect("token").to_string();
+
+        // Neither the token nor the answer is in the store in clear.
+        let rows = state
+            .store
+            .scan::<Value>(Table::WrappedResponses, "")
+            .expect("scan");
+        let stored = serde_json::to_string(&rows).expect("json");
+        assert!(
+            !stored.contains(&token) && !stored.contains("s3cr3t-id"),
+            "{stored}"
+        );
+
+        let looked_up = lookup(&state, &token).expect("lookup");
+        assert_eq!(looked_up["creation_ttl"], 300);
+        let unwrapped = unwrap(&state, &token).expect("first unwrap");
+        assert_eq!(unwrapped.data.expect("data")["secret_id"], "s3cr3t-id");
+
+        let before = crate::metrics::global().snapshot().wrapping_reuse;
+        let second = unwrap(&state, &token).expect_err("second unwrap");
+        assert_eq!(second.status.as_u16(), 400);
+        assert_eq!(second.message, INVALID_TOKEN);
+        assert!(crate::metrics::global().snapshot().wrapping_reuse > before);
+        assert_eq!(
+            lookup(&state, &token).expect_err("spent").message,
+            INVALID_TOKEN
+        );
+        assert_eq!(
+            unwrap(&state, "never-issued").expect_err("unknown").message,
+            INVALID_TOKEN
+        );
+        assert_eq!(
+            unwrap(&state, "").expect_err("empty").message,
+            INVALID_TOKEN
+        );
+    }
+
+    #[test]
+    fn rewrap_moves_the_answer_and_spends_the_old_token() {
+        let state = services();
+        let first = wrap(&state, answer("moved"), 60, "sys/wrapping/wrap").expect("wrap");
+        let old = first.wrap_info.expect("info")["token"]
+            .as_str()
+            .expect("token")
+            .to_string();
+        let second = rewrap(&state, &old).expect("rewrap");
+        let info = second.wrap_info.expect("info");
+        assert_eq!(info["ttl"], 60);
+        let new = info["token"].as_str().expect("token").to_string();
+        assert_ne!(old, new);
+        assert!(unwrap(&state, &old).is_err());
+        assert_eq!(
+            unwrap(&state, &new).expect("new").data.expect("data")["secret_id"],
+            "moved"
+        );
+    }
+
+    #[test]
+    fn expired_answers_are_refused_and_purged() {
+        let state = services();
+        let wrapped = wrap(&state, answer("old"), 60, "x").expect("wrap");
+        let token = wrapped.wrap_info.expect("info")["token"]
+            .as_str()
+            .expect("token")
+            .to_string();
+        let now = tokens::now_unix();
+        assert_eq!(purge_expired(&state, now).expect("purge"), 0);
+        assert_eq!(purge_expired(&state, now + 61).expect("purge"), 1);
+        assert_eq!(
+            unwrap(&state, &token).expect_err("gone").message,
+            INVALID_TOKEN
+        );
+    }
+
+    #[test]
+    fn wrap_ttls_are_read_as_vault_clients_send_them() {
+        assert_eq!(parse_wrap_ttl(None).expect("none"), None);
+        assert_eq!(parse_wrap_ttl(Some("60")).expect("60"), Some(60));
+        assert_eq!(parse_wrap_ttl(Some("5m")).expect("5m"), Some(300));
+        for bad in ["0", "soon", "-1"] {
+            let error = parse_wrap_ttl(Some(bad)).expect_err(bad);
+            assert!(error.message.contains("error parsing wrap TTL"), "{error}");
+        }
+        assert!(parse_wrap_ttl(Some("10000h")).is_err());
+    }
+}
