@@ -43,6 +43,11 @@ const COMMANDS: &[&[&str]] = &[
     &["audit", "disable"],
     &["plugin"],
     &["plugin", "register"],
+    &["auth"],
+    &["auth", "enable"],
+    &["auth", "list"],
+    &["auth", "disable"],
+    &["unwrap"],
 ];
 
 #[test]
