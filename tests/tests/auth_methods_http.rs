@@ -351,6 +351,39 @@ fn approle_and_userpass_log_in_and_refuse_everything_else() -> Result<()> {
         .context("alice token")?
         .to_string();
     assert_eq!(answer["auth"]["policies"], json!(["apps", "default"]));
+    // Without password=, the password is read (a line of stdin here; hidden on a terminal).
+    let mut prompted = std::process::Command::new(support::binary("rotor")?)
+        .args([
+            "login",
+            "-method=userpass",
+            "-no-store",
+            "-field=token",
+            "username=alice",
+        ])
+        .env("ROTOR_ADDR", &controller.address)
+        .env("ROTOR_CACERT", &controller.ca_file)
+        .env_remove("ROTOR_TOKEN")
+        .env_remove("VAULT_TOKEN")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    {
+        use std::io::Write;
+        let mut stdin = prompted.stdin.take().context("stdin")?;
+        writeln!(stdin, "{ALICE_PASSWORD}")?;
+    }
+    let prompted = prompted.wait_with_output()?;
+    assert!(
+        prompted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&prompted.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&prompted.stdout)
+            .trim()
+            .starts_with("rtr.")
+    );
     let creds = ok(
         &controller,
         "GET",

@@ -3,13 +3,15 @@
 //! Owns the one entry point for `/v1/...` and the order every request goes through: the
 //! path made canonical once (`canonical.rs`; every later step reads only that spelling),
 //! method to operation (`LIST` and `GET ?list=true` are lists), body parsing, finding the
-//! backend that owns the path (built-in `sys/`, `auth/token/`, `agents/`, or a mounted engine)
+//! backend that owns the path (built-in `sys/`, `auth/token/`, `agents/`, an enabled auth
+//! method under `auth/`, or a mounted engine)
 //! and its path-table entry, token authentication before any routing answer (only a path the
 //! table declares unauthenticated is served without a token, so an anonymous caller cannot map
 //! the API by its 404s and 405s), the ACL check (the capability comes from
 //! the operation, `create` or `update` from the entry's existence check, `sudo` when the entry
 //! says the operation needs it), field validation, the audit request line (fail closed),
-//! counting a limited-use token, the handler, the audit response line. A help request
+//! counting a limited-use token, the handler, wrapping the answer when `X-Vault-Wrap-TTL`
+//! asks for it (`wrapping.rs`), the audit response line. A help request
 //! (`?help=1`, Vault's) takes the same way but needs only a valid token, and its answer comes
 //! from the entry (`help.rs`). Must not implement any path itself, nor know anything about a
 //! path its table entry does not say: backends declare their paths in tables.

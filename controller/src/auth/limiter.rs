@@ -54,6 +54,8 @@ struct Failures {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Locked {
     pub what: String,
+    /// The address itself is locked (whatever identity it tries), not one identity from it.
+    pub by_address: bool,
     pub retry_after: Duration,
 }
 
@@ -114,6 +116,7 @@ impl Limiter {
         if let Some(left) = self.locked(&identity_key, now) {
             return Err(Locked {
                 what: identity_key,
+                by_address: false,
                 retry_after: left,
             });
         }
@@ -121,6 +124,7 @@ impl Limiter {
         if let Some(left) = self.locked(&address_key, now) {
             return Err(Locked {
                 what: address_key,
+                by_address: true,
                 retry_after: left,
             });
         }

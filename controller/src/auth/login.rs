@@ -215,20 +215,28 @@ impl Outcome {
 }
 
 /// Refuses an attempt while its identity or address is locked (429, saying when to retry).
+/// `shown` names the identity in the answer (a user name; never a role ID, which is half of
+/// an AppRole credential).
 pub fn check_limiter(
     state: &AppState,
     method: &'static str,
     identity: &str,
+    shown: &str,
     address: Option<IpAddr>,
 ) -> Result<(), ApiError> {
     state.logins.check(identity, address).map_err(|locked| {
         crate::metrics::global().login_finished(method, "rate_limited");
-        tracing::warn!(method, locked = %locked.what, retry_after_secs = locked.retry_after_secs(), "login refused: too many failed attempts");
+        let from = address.map_or_else(|| "an unknown address".to_string(), |address| address.to_string());
+        let whom = if locked.by_address {
+            format!("from {from}")
+        } else {
+            format!("for {shown} from {from}")
+        };
+        tracing::warn!(method, client = %from, by_address = locked.by_address, retry_after_secs = locked.retry_after_secs(), "login refused: too many failed attempts");
         ApiError::new(
             axum::http::StatusCode::TOO_MANY_REQUESTS,
             format!(
-                "too many failed login attempts for {}; retry in {} seconds",
-                locked.what,
+                "too many failed login attempts {whom}; retry in {} seconds",
                 locked.retry_after_secs()
             ),
         )

@@ -651,8 +651,8 @@ fn logins(args: &[String]) -> Result<()> {
          hashing {hash_ms:.1} ms, verifying {verify_ms:.1} ms, so one core verifies at most {:.0} passwords/s.\n\n\
          | login | logins | logins/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|\n{}\n{}\n\n\
          A userpass login is bounded by the hash (the controller's cores verify in parallel on the blocking pool); \
-         an AppRole login costs a SHA-256 and two store writes (the secret ID's use count is written only when \
-         it has a limit, the token always).\n",
+         an AppRole login costs SHA-256 lookups, one write transaction that checks and spends the secret ID, \
+         and the token's durable write. Other engineers' builds shared the machine (see the load average).\n",
         machine(),
         1000.0 / verify_ms,
         row("AppRole (`auth/approle/login`)", &approle),

@@ -48,7 +48,7 @@ pub fn login(state: AppState, request: Request) -> HandlerFuture {
             .ok_or_else(|| ApiError::bad_request("missing role_id"))?;
         let address = request.remote_address;
         let identity = format!("{}{role_id}", request.mount);
-        login::check_limiter(&state, METHOD, &identity, address)?;
+        login::check_limiter(&state, METHOD, &identity, "this role ID", address)?;
         match attempt(&state, &request, &role_id, address) {
             Ok(response) => {
                 login::record(&state, METHOD, &identity, address, Outcome::Success);

@@ -28,7 +28,7 @@ pub fn login(state: AppState, request: Request) -> HandlerFuture {
         let typed = zeroize::Zeroizing::new(request.required_string("password")?);
         let address = request.remote_address;
         let identity = format!("{}{name}", request.mount);
-        login::check_limiter(&state, METHOD, &identity, address)?;
+        login::check_limiter(&state, METHOD, &identity, &format!("user {name}"), address)?;
         let user = match read_user(&state, &store_prefix(&request), &name) {
             Ok(user) => user,
             Err(error) => {
