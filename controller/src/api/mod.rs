@@ -459,14 +459,14 @@ enum Action {
     /// Runs the path's handler.
     Handle(paths::Handler, Box<Request>),
     /// Answers from the path table alone (help).
-    Answer(ApiResponse),
+    Answer(Box<ApiResponse>),
 }
 
 impl Action {
     async fn run(self, state: &AppState) -> Result<ApiResponse, ApiError> {
         match self {
             Action::Handle(handler, request) => handler(state.clone(), *request).await,
-            Action::Answer(response) => Ok(response),
+            Action::Answer(response) => Ok(*response),
         }
     }
 }
@@ -673,7 +673,7 @@ fn prepare(
     let caller_accessor = token.as_ref().map(|token| token.accessor.clone());
     let Some(operation) = operation else {
         return Ok(Prepared {
-            action: Action::Answer(help::answer(spec, &backend.mount, &backend.rest)),
+            action: Action::Answer(Box::new(help::answer(spec, &backend.mount, &backend.rest))),
             caller_accessor,
             counted_token,
             warnings: Vec::new(),

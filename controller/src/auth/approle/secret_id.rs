@@ -283,7 +283,7 @@ fn find(
 
 fn lookup_answer(record: Option<SecretIdRecord>) -> Result<ApiResponse, ApiError> {
     let now = tokens::now_unix();
-    match record.filter(|record| !record.expire_unix.is_some_and(|expire| expire <= now)) {
+    match record.filter(|record| record.expire_unix.is_none_or(|expire| expire > now)) {
         Some(record) => Ok(ApiResponse::data(render(&record, now))),
         // Vault answers an unknown secret ID with no data.
         None => Ok(ApiResponse::empty()),

@@ -152,7 +152,7 @@ async fn wrong_unknown_used_up_and_expired_secret_ids_are_refused_alike() {
     )
     .await;
     let refused = |result: Result<ApiResponse, ApiError>| {
-        let error = result.err().expect("refused");
+        let error = result.expect_err("refused");
         assert_eq!(error.status.as_u16(), 400);
         assert_eq!(error.message, "invalid role or secret ID");
     };
@@ -240,8 +240,7 @@ async fn a_login_from_outside_the_bound_cidrs_is_refused_and_spends_nothing() {
     .await;
     let error = login(&state, &role_id, &secret_id, ip("127.0.0.2"))
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert_eq!(error.status.as_u16(), 400);
     assert_eq!(
         error.message,
@@ -274,8 +273,7 @@ async fn a_login_from_outside_the_bound_cidrs_is_refused_and_spends_nothing() {
         json!({"cidr_list": "10.0.0.0/8"}),
     )
     .await
-    .err()
-    .expect("outside the role's blocks");
+    .expect_err("outside the role's blocks");
     assert!(
         error
             .message
@@ -291,8 +289,7 @@ async fn a_login_from_outside_the_bound_cidrs_is_refused_and_spends_nothing() {
         json!({"secret_id_bound_cidrs": "10.0.0.0/33"}),
     )
     .await
-    .err()
-    .expect("bad block");
+    .expect_err("bad block");
     assert!(error.message.contains("10.0.0.0/33"), "{error}");
 }
 
@@ -303,14 +300,12 @@ async fn repeated_failures_are_answered_429_saying_when_to_retry() {
     for _ in 0..5 {
         let error = login(&state, &role_id, "wrong", ip("192.0.2.66"))
             .await
-            .err()
-            .expect("refused");
+            .expect_err("refused");
         assert_eq!(error.status.as_u16(), 400);
     }
     let error = login(&state, &role_id, &secret_id, ip("192.0.2.66"))
         .await
-        .err()
-        .expect("locked");
+        .expect_err("locked");
     assert_eq!(error.status.as_u16(), 429);
     assert!(
         error.message.contains("retry in 2 seconds"),
@@ -341,8 +336,7 @@ async fn role_ids_are_unique_and_can_be_chosen() {
         json!({"role_id": "db-role-id"}),
     )
     .await
-    .err()
-    .expect("taken");
+    .expect_err("taken");
     assert!(error.message.contains("role_id already in use"), "{error}");
     write(&state, "role/web/role-id", json!({"role_id": "web-custom"})).await;
     let generated = write(&state, "role/web/secret-id", json!({})).await;
@@ -362,8 +356,7 @@ async fn role_ids_are_unique_and_can_be_chosen() {
         json!({"bind_secret_id": false}),
     )
     .await
-    .err()
-    .expect("no constraint");
+    .expect_err("no constraint");
     assert!(error.message.contains("at least one constraint"), "{error}");
     // Deleting a role deletes its secret IDs and frees its role ID.
     call(
@@ -408,8 +401,7 @@ async fn a_role_without_secret_ids_logs_in_only_from_its_cidrs() {
         .expect("inside");
     let error = login(&state, &role_id, "", ip("10.2.0.1"))
         .await
-        .err()
-        .expect("outside");
+        .expect_err("outside");
     assert!(error.message.contains("CIDR restrictions"), "{error}");
 }
 

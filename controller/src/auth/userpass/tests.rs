@@ -95,8 +95,7 @@ async fn a_user_logs_in_with_the_password_and_only_with_it() {
     for (user, password) in [("alice", "wrong"), ("alice", ""), ("bob", "Tr0ub4dor&3")] {
         let error = login(&state, user, password, ip("10.0.0.6"))
             .await
-            .err()
-            .expect("refused");
+            .expect_err("refused");
         assert_eq!(error.status.as_u16(), 400, "{user}");
         assert!(
             error.message == "invalid username or password"
@@ -135,8 +134,7 @@ async fn a_user_logs_in_with_the_password_and_only_with_it() {
         json!({"policies": "x"}),
     )
     .await
-    .err()
-    .expect("no password");
+    .expect_err("no password");
     assert_eq!(error.message, "missing password");
 }
 
@@ -157,8 +155,7 @@ async fn guessing_is_slowed_to_429_for_the_guesser_only() {
         assert_eq!(
             login(&state, "alice", "guess", ip("192.0.2.66"))
                 .await
-                .err()
-                .expect("refused")
+                .expect_err("refused")
                 .status
                 .as_u16(),
             400
@@ -166,8 +163,7 @@ async fn guessing_is_slowed_to_429_for_the_guesser_only() {
     }
     let locked = login(&state, "alice", "right-one", ip("192.0.2.66"))
         .await
-        .err()
-        .expect("locked");
+        .expect_err("locked");
     assert_eq!(locked.status.as_u16(), 429);
     assert!(locked.message.contains("retry in"), "{}", locked.message);
     login(&state, "alice", "right-one", ip("10.0.0.5"))
