@@ -4,7 +4,8 @@
 //! login from the CLI), and every bad input refused with Vault's message, audited (secret ID
 //! and password only as HMACs) and granting nothing: a wrong, unknown, used-up or expired
 //! secret ID, a login from outside the bound CIDRs, a wrong password, a wrapping token used
-//! twice, repeated guessing (429).
+//! twice, repeated guessing (429). A token bound to a CIDR block works only from inside it;
+//! the CLI hands a secret ID over with `-wrap-ttl` and `rotor unwrap`, which refuses it twice.
 //!
 //! Bound CIDRs are proved on loopback: the controller listens on 127.0.0.1 and curl binds
 //! its source address to 127.0.0.2 (`--interface`), which a role bound to 127.0.0.1/32
@@ -401,6 +402,71 @@ fn approle_and_userpass_log_in_and_refuse_everything_else() -> Result<()> {
     )?;
     assert_eq!(status, 403);
 
+    // A token bound to 127.0.0.1/32 (token_bound_cidrs) works only from there.
+    ok(
+        &controller,
+        "POST",
+        "auth/userpass/users/bob",
+        &root,
+        Some(
+            json!({"password": ALICE_PASSWORD, "token_policies": "apps", "token_bound_cidrs": "127.0.0.1/32"}),
+        ),
+    )?;
+    let (status, bob) = post_from(
+        &controller,
+        "127.0.0.1",
+        "auth/userpass/login/bob",
+        &json!({"password": ALICE_PASSWORD}),
+    )?;
+    assert_eq!(status, 200, "{bob}");
+    let bob_token = bob["auth"]["client_token"]
+        .as_str()
+        .context("bob token")?
+        .to_string();
+    let (status, _) = curl_with(
+        &controller,
+        "GET",
+        "os/hosts/web/accounts/app/creds",
+        Some(&bob_token),
+        None,
+        &["--interface", "127.0.0.2"],
+    )?;
+    assert_eq!(status, 403, "a bound token used from outside its CIDRs");
+    let (status, _) = curl_with(
+        &controller,
+        "GET",
+        "os/hosts/web/accounts/app/creds",
+        Some(&bob_token),
+        None,
+        &["--interface", "127.0.0.1"],
+    )?;
+    assert_eq!(status, 200, "a bound token used from inside its CIDRs");
+
+    // The CLI's -wrap-ttl and unwrap: a secret ID handed over as a wrapping token.
+    let wrapping = cli_ok(
+        &controller,
+        &[
+            "write",
+            "-wrap-ttl=60s",
+            "-field=wrapping_token",
+            "-force",
+            "auth/approle/role/once/secret-id",
+        ],
+    )?;
+    let wrapping = wrapping.trim().to_string();
+    assert!(wrapping.starts_with("rtr."), "{wrapping}");
+    let handed = cli_ok(&controller, &["unwrap", "-field=secret_id", &wrapping])?;
+    let handed = handed.trim().to_string();
+    assert_eq!(handed.len(), 36, "a secret ID: {handed}");
+    let twice = controller.cli(&["unwrap", &wrapping])?;
+    assert_eq!(twice.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&twice.stderr)
+            .contains("wrapping token is not valid or does not exist"),
+        "{}",
+        String::from_utf8_lossy(&twice.stderr)
+    );
+
     // Guessing from one address is slowed down; alice from her own address is not.
     for _ in 0..5 {
         let (status, _) = post_from(
@@ -444,7 +510,7 @@ fn approle_and_userpass_log_in_and_refuse_everything_else() -> Result<()> {
         "rotor_auth_logins_total{method=\"approle\",outcome=\"success\"} 2",
         "rotor_auth_logins_total{method=\"approle\",outcome=\"refused\"} 1",
         "rotor_auth_logins_total{method=\"userpass\",outcome=\"rate_limited\"} 1",
-        "rotor_wrapping_token_reuse_total 1",
+        "rotor_wrapping_token_reuse_total 2",
     ] {
         assert!(metrics.contains(line), "no '{line}' in:\n{metrics}");
     }
@@ -459,6 +525,8 @@ fn approle_and_userpass_log_in_and_refuse_everything_else() -> Result<()> {
         wrapping_token.as_str(),
         app_token.as_str(),
         alice_token.as_str(),
+        handed.as_str(),
+        wrapping.as_str(),
         APP_PASSWORD,
     ] {
         assert!(
