@@ -157,7 +157,7 @@ impl Limiter {
     /// Counts a failed attempt against both keys.
     pub fn record_failure(&mut self, identity: &str, address: Option<IpAddr>, now: Instant) {
         if self.keys.len() >= self.settings.max_keys {
-            self.forget_old(now);
+            self.make_room(now);
         }
         let allowed = self.settings.identity_failures_allowed;
         self.count(identity_key(identity, address), allowed, now);
@@ -171,12 +171,24 @@ impl Limiter {
         self.keys.remove(&identity_key(identity, address));
     }
 
-    fn forget_old(&mut self, now: Instant) {
+    /// Keeps memory bounded: forgotten keys go first, then (a flood of fresh keys) every key
+    /// not locked now, and as a last resort everything: bounded memory wins over remembering.
+    fn make_room(&mut self, now: Instant) {
         let forget_after = self.settings.forget_after;
+        let locked = |failures: &Failures| failures.locked_until.is_some_and(|until| until > now);
         self.keys.retain(|_, failures| {
-            now.saturating_duration_since(failures.last) < forget_after
-                || failures.locked_until.is_some_and(|until| until > now)
+            now.saturating_duration_since(failures.last) < forget_after || locked(failures)
         });
+        if self.keys.len() >= self.settings.max_keys {
+            self.keys.retain(|_, failures| locked(failures));
+        }
+        if self.keys.len() >= self.settings.max_keys {
+            tracing::warn!(
+                keys = self.keys.len(),
+                "login limiter full of locked keys: forgetting them all"
+            );
+            self.keys.clear();
+        }
     }
 
     /// Keys currently remembered (for tests and the memory bound).
@@ -351,5 +363,12 @@ mod tests {
             limiter.record_failure(&format!("user-{index}"), ip("192.0.2.1"), now);
         }
         assert!(limiter.len() <= 12, "{}", limiter.len());
+        // A flood of fresh identities from many addresses within one instant stays bounded too.
+        for index in 0..1000u32 {
+            let address = std::net::Ipv4Addr::from(0x0A00_0000 + index);
+            limiter.record_failure(&format!("flood-{index}"), Some(address.into()), start);
+        }
+        assert!(limiter.len() <= 12, "{}", limiter.len());
+        assert!(!limiter.is_empty());
     }
 }
