@@ -258,6 +258,18 @@ def auth_methods(root):
         raise AssertionError("a wrong secret ID logged in")
     except exceptions.InvalidRequest as error:
         check("invalid role or secret ID" in str(error), "a wrong secret ID is refused")
+    # The secret ID as the operator sees it: by accessor, uses left, then destroyed.
+    accessors = root.auth.approle.list_secret_id_accessors("web")["data"]["keys"]
+    info = root.auth.approle.read_secret_id("web", secret_id)["data"]
+    check(info["secret_id_accessor"] in accessors, "the secret ID is listed by its accessor")
+    check(info["secret_id_num_uses"] == 4, "one of the secret ID's five uses is spent")
+    check("secret_id" not in info, "a lookup never shows the secret ID")
+    root.auth.approle.destroy_secret_id_accessor("web", info["secret_id_accessor"])
+    try:
+        hvac.Client(url=ADDR, verify=CACERT).auth.approle.login(role_id=role_id, secret_id=secret_id)
+        raise AssertionError("a destroyed secret ID logged in")
+    except exceptions.InvalidRequest:
+        print("ok: a destroyed secret ID logs in no more", flush=True)
     # A credential issued to the AppRole token goes when the token is revoked.
     issued = app.secrets.ssh.generate_ssh_credentials(name="otp", ip="192.0.2.9")
     secrets.append(issued["data"]["key"])
@@ -267,6 +279,7 @@ def auth_methods(root):
     alice_password = "alice-Pa55-2f8e4b"
     secrets.append(alice_password)
     root.auth.userpass.create_or_update_user("alice", password=alice_password, policies=["apps"])
+    check(root.auth.userpass.list_user()["data"]["keys"] == ["alice"], "userpass lists its users")
     person = hvac.Client(url=ADDR, verify=CACERT)
     person.auth.userpass.login("alice", alice_password)
     secrets.append(person.token)
