@@ -47,21 +47,48 @@ pub async fn call_as(
     path: &str,
     body: Value,
 ) -> Result<ApiResponse, ApiError> {
+    call_from(
+        state,
+        Some(token),
+        table,
+        mount,
+        operation,
+        path,
+        body,
+        None,
+    )
+    .await
+}
+
+/// [`call_as`] from the client address `remote`, with `token` `None` for an unauthenticated
+/// path (a login).
+#[allow(clippy::too_many_arguments)]
+pub async fn call_from(
+    state: &AppState,
+    token: Option<TokenContext>,
+    table: &[PathSpec],
+    mount: &str,
+    operation: Operation,
+    path: &str,
+    body: Value,
+    remote: Option<std::net::IpAddr>,
+) -> Result<ApiResponse, ApiError> {
     let matched = find(table, path).unwrap_or_else(|| panic!("no path {path}"));
     let handler = matched
         .spec
         .handler(operation)
         .unwrap_or_else(|| panic!("{path} has no {}", operation.name()));
     let data = body.as_object().cloned().unwrap_or_default();
-    let request = Request::new(
+    let mut request = Request::new(
         matched.spec,
         operation,
         mount.to_string(),
         path.to_string(),
         matched.params,
         data,
-        Some(token),
+        token,
     );
+    request.remote_address = remote;
     let warnings = validate_fields(&request)?;
     let mut response = handler(state.clone(), request).await?;
     response.warnings.extend(warnings);

@@ -55,6 +55,10 @@ pub struct TokenRecord {
     pub path: String,
     #[serde(default)]
     pub last_renewal_unix: Option<u64>,
+    /// Client addresses (CIDR blocks) the token may be used from; empty for anywhere
+    /// (AppRole's and userpass's `token_bound_cidrs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bound_cidrs: Vec<String>,
 }
 
 impl TokenRecord {
@@ -283,6 +287,7 @@ pub fn store_root_token(store: &Store, token: &str) -> StoreResult<()> {
         renewable: false,
         path: ROOT_PATH.into(),
         last_renewal_unix: None,
+        bound_cidrs: Vec::new(),
     };
     insert(store, token, &record).map_err(|error| match error {
         TokenError::Store(error) => error,
@@ -501,6 +506,7 @@ mod tests {
             renewable: true,
             path: "auth/token/create".into(),
             last_renewal_unix: None,
+            bound_cidrs: Vec::new(),
         }
     }
 

@@ -1,4 +1,5 @@
-"""Vault's core services as hvac (the Python Vault client) drives them, against `rotor server -dev`.
+"""Vault's core services as hvac (the Python Vault client) drives them, against `rotor server -dev`:
+tokens, policies, leases, audit, and (issue 20) AppRole, userpass and response wrapping.
 
 Run by tests/tests/core_services_hvac.rs, which starts the server, creates the host `web` with
 the accounts `app` and `mgmt-root` (their passwords come in ROTOR_APP_PASSWORD and
@@ -196,6 +197,8 @@ def main():
     except exceptions.InvalidRequest:
         print("ok: revoke-prefix revoked the lease", flush=True)
 
+    auth_methods(root)
+
     # The audit log holds the HMAC sys/audit-hash computes, never the value.
     hashed = root.sys.calculate_hash(path="file", input_to_hash=APP_PASSWORD)["data"]["hash"]
     with open(AUDIT_FILE, encoding="utf-8") as log:
@@ -206,6 +209,92 @@ def main():
     with open(SECRETS_OUT, "w", encoding="utf-8") as out:
         out.write("\n".join(secrets) + "\n")
     print("ALL CHECKS PASSED", flush=True)
+
+
+def lease_gone(root, lease_id, what):
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            root.sys.read_lease(lease_id)
+        except exceptions.InvalidRequest:
+            print(f"ok: {what}", flush=True)
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true after 10s: {what}")
+        time.sleep(0.2)
+
+
+def auth_methods(root):
+    """Issue 20: AppRole with a wrapped secret ID, userpass, and sys.wrap/unwrap."""
+    root.sys.enable_auth_method("approle")
+    root.sys.enable_auth_method("userpass")
+    methods = root.sys.list_auth_methods()["data"]
+    check("approle/" in methods and "userpass/" in methods, "sys/auth lists the enabled methods")
+    root.auth.approle.create_or_update_approle(
+        "web", token_policies=["apps", "otp"], token_ttl="1h", secret_id_num_uses=5
+    )
+    role_id = root.auth.approle.read_role_id("web")["data"]["role_id"]
+    wrapped = root.auth.approle.generate_secret_id("web", wrap_ttl="60s")
+    check(wrapped["data"] is None and wrapped["wrap_info"]["ttl"] == 60, "the secret ID comes wrapped")
+    wrapping_token = wrapped["wrap_info"]["token"]
+    secrets.append(wrapping_token)
+    # The application holds only the wrapping token, and unwraps with it.
+    secret_id = hvac.Client(url=ADDR, token=wrapping_token, verify=CACERT).sys.unwrap()["data"]["secret_id"]
+    secrets.append(secret_id)
+    try:
+        root.sys.unwrap(wrapping_token)
+        raise AssertionError("a wrapping token was unwrapped twice")
+    except exceptions.InvalidRequest as error:
+        check("wrapping token is not valid or does not exist" in str(error), "a second unwrap is refused")
+
+    app = hvac.Client(url=ADDR, verify=CACERT)
+    login = app.auth.approle.login(role_id=role_id, secret_id=secret_id)
+    check(sorted(login["auth"]["policies"]) == ["apps", "default", "otp"], "AppRole login carries the role's policies")
+    secrets.append(app.token)
+    check(app.read(APP_CREDS)["data"]["password"] == APP_PASSWORD, "the AppRole token reads the app account's creds")
+    refused(lambda: app.read(MGMT_CREDS), "the AppRole token reads no management account")
+    try:
+        hvac.Client(url=ADDR, verify=CACERT).auth.approle.login(role_id=role_id, secret_id="not-it")
+        raise AssertionError("a wrong secret ID logged in")
+    except exceptions.InvalidRequest as error:
+        check("invalid role or secret ID" in str(error), "a wrong secret ID is refused")
+    # The secret ID as the operator sees it: by accessor, uses left, then destroyed.
+    accessors = root.auth.approle.list_secret_id_accessors("web")["data"]["keys"]
+    info = root.auth.approle.read_secret_id("web", secret_id)["data"]
+    check(info["secret_id_accessor"] in accessors, "the secret ID is listed by its accessor")
+    check(info["secret_id_num_uses"] == 4, "one of the secret ID's five uses is spent")
+    check("secret_id" not in info, "a lookup never shows the secret ID")
+    root.auth.approle.destroy_secret_id_accessor("web", info["secret_id_accessor"])
+    try:
+        hvac.Client(url=ADDR, verify=CACERT).auth.approle.login(role_id=role_id, secret_id=secret_id)
+        raise AssertionError("a destroyed secret ID logged in")
+    except exceptions.InvalidRequest:
+        print("ok: a destroyed secret ID logs in no more", flush=True)
+    # A credential issued to the AppRole token goes when the token is revoked.
+    issued = app.secrets.ssh.generate_ssh_credentials(name="otp", ip="192.0.2.9")
+    secrets.append(issued["data"]["key"])
+    root.auth.token.revoke(app.token)
+    lease_gone(root, issued["lease_id"], "revoking the AppRole token revoked its OTP lease")
+
+    alice_password = "alice-Pa55-2f8e4b"
+    secrets.append(alice_password)
+    root.auth.userpass.create_or_update_user("alice", password=alice_password, policies=["apps"])
+    check(root.auth.userpass.list_user()["data"]["keys"] == ["alice"], "userpass lists its users")
+    person = hvac.Client(url=ADDR, verify=CACERT)
+    person.auth.userpass.login("alice", alice_password)
+    secrets.append(person.token)
+    check(person.read(APP_CREDS)["data"]["password"] == APP_PASSWORD, "alice reads what her policy allows")
+    refused(lambda: person.read(MGMT_CREDS), "alice reads nothing more")
+    try:
+        hvac.Client(url=ADDR, verify=CACERT).auth.userpass.login("alice", "wrong")
+        raise AssertionError("a wrong password logged in")
+    except exceptions.InvalidRequest as error:
+        check("invalid username or password" in str(error), "a wrong password is refused")
+
+    data = root.sys.wrap(payload={"handover": "wrapped-value-91c3"}, ttl=60)
+    token = data["wrap_info"]["token"]
+    secrets.append(token)
+    check(root.sys.unwrap(token)["data"] == {"handover": "wrapped-value-91c3"}, "sys.wrap then sys.unwrap")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 //! Vault's core services driven by hvac, the Python Vault client, against `rotor server -dev`:
 //! policies, tokens (children, accessors, use limits, renewal, revocation), capabilities,
+//! auth methods (issue 20: AppRole with a wrapped secret ID unwrapped once, its token reading
+//! an OS account's creds and its OTP lease revoked with it; userpass; `sys.wrap`/`unwrap`),
 //! and a file audit device whose log is then scanned here for every secret the scenario
 //! handled (none may appear in clear) and for request/response pairing.
 //!

@@ -45,6 +45,11 @@ path "sys/leases/renew" {
 path "sys/leases/lookup" {
     capabilities = ["update"]
 }
+
+# Allow wrapping data in a single-use wrapping token (unwrapping needs only that token)
+path "sys/wrapping/wrap" {
+    capabilities = ["update"]
+}
 "#;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -21,6 +21,9 @@ pub struct ApiResponse {
     pub raw: Option<(StatusCode, Value)>,
     /// A plain-text body (`text/plain`, 200) instead of an envelope (e.g. `ssh/public_key`).
     pub raw_text: Option<String>,
+    /// A wrapped answer's `wrap_info` (token, accessor, ttl, creation time and path); set only
+    /// by `api/wrapping.rs`, never by handlers.
+    pub wrap_info: Option<Value>,
 }
 
 impl ApiResponse {
@@ -75,6 +78,7 @@ impl ApiResponse {
         if self.data.is_none()
             && self.warnings.is_empty()
             && self.auth.is_none()
+            && self.wrap_info.is_none()
             && self.lease_id.is_empty()
         {
             return StatusCode::NO_CONTENT.into_response();
@@ -90,7 +94,7 @@ impl ApiResponse {
             "renewable": self.renewable,
             "lease_duration": self.lease_duration,
             "data": self.data.map(Value::Object).unwrap_or(Value::Null),
-            "wrap_info": Value::Null,
+            "wrap_info": self.wrap_info.unwrap_or(Value::Null),
             "warnings": warnings,
             "auth": self.auth.unwrap_or(Value::Null),
         });

@@ -3,13 +3,15 @@
 //! Owns the one entry point for `/v1/...` and the order every request goes through: the
 //! path made canonical once (`canonical.rs`; every later step reads only that spelling),
 //! method to operation (`LIST` and `GET ?list=true` are lists), body parsing, finding the
-//! backend that owns the path (built-in `sys/`, `auth/token/`, `agents/`, or a mounted engine)
+//! backend that owns the path (built-in `sys/`, `auth/token/`, `agents/`, an enabled auth
+//! method under `auth/`, or a mounted engine)
 //! and its path-table entry, token authentication before any routing answer (only a path the
 //! table declares unauthenticated is served without a token, so an anonymous caller cannot map
 //! the API by its 404s and 405s), the ACL check (the capability comes from
 //! the operation, `create` or `update` from the entry's existence check, `sudo` when the entry
 //! says the operation needs it), field validation, the audit request line (fail closed),
-//! counting a limited-use token, the handler, the audit response line. A help request
+//! counting a limited-use token, the handler, wrapping the answer when `X-Vault-Wrap-TTL`
+//! asks for it (`wrapping.rs`), the audit response line. A help request
 //! (`?help=1`, Vault's) takes the same way but needs only a valid token, and its answer comes
 //! from the entry (`help.rs`). Must not implement any path itself, nor know anything about a
 //! path its table entry does not say: backends declare their paths in tables.
@@ -24,6 +26,7 @@ pub mod paths;
 pub mod sys;
 #[cfg(test)]
 mod table_checks;
+pub mod wrapping;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -63,6 +66,8 @@ pub struct Services {
     pub leases: LeaseManager,
     /// Enabled audit devices.
     pub audit: AuditBroker,
+    /// Failed logins per identity and address (brute-force limiting of auth methods).
+    pub logins: crate::auth::limiter::LoginLimiter,
 }
 
 /// Why the core services could not start.
@@ -100,6 +105,7 @@ impl Services {
             policies,
             leases,
             audit,
+            logins: crate::auth::limiter::LoginLimiter::default(),
         })
     }
 }
@@ -159,6 +165,7 @@ impl TokenContext {
             renewable: false,
             path: "auth/token/root".into(),
             last_renewal_unix: None,
+            bound_cidrs: Vec::new(),
         };
         Self::new(
             ClientToken::new("test-root-token".into()),
@@ -240,6 +247,12 @@ pub(crate) enum Route {
     Token {
         rest: String,
     },
+    /// An enabled auth method: `mount` is `auth/<path>/`.
+    Auth {
+        mount: String,
+        kind: String,
+        rest: String,
+    },
     Engine {
         mount: String,
         kind: String,
@@ -266,16 +279,29 @@ pub(crate) fn resolve(store: &Store, path: &str) -> Result<Route, ApiError> {
         });
     }
     if path == "auth" || path.starts_with("auth/") {
-        let Some(rest) = path
+        if let Some(rest) = path
             .strip_prefix(auth::TOKEN_MOUNT)
             .or(path.strip_prefix("auth/token").filter(|r| r.is_empty()))
-        else {
+        {
+            return Ok(Route::Token {
+                rest: rest.to_string(),
+            });
+        }
+        let inside = path.strip_prefix("auth/").unwrap_or("");
+        let Some(mount) = auth::mounts::owning(store, inside)? else {
             return Err(ApiError::not_found(format!(
-                "no handler for route '{path}': Rotor has one auth method, auth/token/"
+                "no handler for route '{path}': no auth method is enabled there (see sys/auth)"
             )));
         };
-        return Ok(Route::Token {
-            rest: rest.to_string(),
+        let rest = inside
+            .strip_prefix(mount.path.trim_end_matches('/'))
+            .unwrap_or("")
+            .trim_start_matches('/')
+            .to_string();
+        return Ok(Route::Auth {
+            mount: format!("auth/{}", mount.path),
+            kind: mount.kind,
+            rest,
         });
     }
     let mounts = engines::mounts::list(store)?;
@@ -331,6 +357,17 @@ fn backend(store: &Store, path: &str) -> Result<Backend, ApiError> {
             rest,
             table: auth::token::paths(),
         },
+        Route::Auth { mount, kind, rest } => {
+            let table = auth::paths(&kind).ok_or_else(|| {
+                ApiError::internal(format!("auth mount {mount} has unknown type {kind}"))
+            })?;
+            Backend {
+                mount,
+                mount_type: kind,
+                rest,
+                table,
+            }
+        }
         Route::Engine { mount, kind, rest } => {
             let table = engines::paths(&kind).ok_or_else(|| {
                 ApiError::internal(format!("mount {mount} has unknown type {kind}"))
@@ -487,6 +524,8 @@ struct Prepared {
     counted_token: Option<String>,
     /// Unknown fields the validator found, for the answer's warnings.
     warnings: Vec<String>,
+    /// `X-Vault-Wrap-TTL`: the answer is wrapped for this many seconds.
+    wrap_ttl_secs: Option<u64>,
 }
 
 /// What a prepared request does.
@@ -494,14 +533,14 @@ enum Action {
     /// Runs the path's handler.
     Handle(paths::Handler, Box<Request>),
     /// Answers from the path table alone (help).
-    Answer(ApiResponse),
+    Answer(Box<ApiResponse>),
 }
 
 impl Action {
     async fn run(self, state: &AppState) -> Result<ApiResponse, ApiError> {
         match self {
             Action::Handle(handler, request) => handler(state.clone(), *request).await,
-            Action::Answer(response) => Ok(response),
+            Action::Answer(response) => Ok(*response),
         }
     }
 }
@@ -528,7 +567,11 @@ async fn handle(state: &AppState, call: Call<'_>) -> Result<ApiResponse, ApiErro
             Ok(operation) => Some(operation),
             Err(error) => {
                 // Whether a method is supported is no business of a caller the path is closed to.
-                let caller = authenticate(state, call.headers)?;
+                let remote = call
+                    .remote
+                    .as_deref()
+                    .and_then(|address| address.parse().ok());
+                let caller = authenticate(state, call.headers, remote)?;
                 let granted = caller.acl.capabilities(&path).normalized();
                 if granted.is_empty() || granted.contains(Capabilities::DENY) {
                     return Err(ApiError::permission_denied());
@@ -607,6 +650,12 @@ async fn handle(state: &AppState, call: Call<'_>) -> Result<ApiResponse, ApiErro
     if let Ok(response) = &mut result {
         response.warnings.extend(prepared.warnings);
     }
+    if let Some(ttl_secs) = prepared.wrap_ttl_secs
+        && let Ok(response) = result.as_mut()
+        && wrapping::wrappable(response)
+    {
+        result = wrapping::wrap(state, std::mem::take(response), ttl_secs, &path);
+    }
     if last_use
         && let Some(accessor) = caller_accessor
         && let Err(error) = auth::revoke_token(state, &accessor, Revocation::Tree)
@@ -631,6 +680,7 @@ async fn handle(state: &AppState, call: Call<'_>) -> Result<ApiResponse, ApiErro
                 lease_duration: response.lease_duration,
                 renewable: response.renewable,
                 warnings: &response.warnings,
+                wrap_info: response.wrap_info.as_ref(),
             };
             state
                 .audit
@@ -667,7 +717,7 @@ fn prepare(
     let token = if unauthenticated {
         None
     } else {
-        let token = authenticate(state, headers)?;
+        let token = authenticate(state, headers, client_address(entry))?;
         entry.auth = Some(AuditAuth {
             client_token: token.client_token.expose().to_string(),
             accessor: token.accessor.clone(),
@@ -697,10 +747,11 @@ fn prepare(
     let caller_accessor = token.as_ref().map(|token| token.accessor.clone());
     let Some(operation) = operation else {
         return Ok(Prepared {
-            action: Action::Answer(help::answer(spec, &backend.mount, &backend.rest)),
+            action: Action::Answer(Box::new(help::answer(spec, &backend.mount, &backend.rest))),
             caller_accessor,
             counted_token,
             warnings: Vec::new(),
+            wrap_ttl_secs: None,
         });
     };
     let handler = spec.handler(operation).ok_or_else(|| {
@@ -714,7 +765,7 @@ fn prepare(
             allowed.join(", ")
         ))
     })?;
-    let request = Request::new(
+    let mut request = Request::new(
         spec,
         operation,
         backend.mount.clone(),
@@ -723,6 +774,13 @@ fn prepare(
         data,
         token,
     );
+    request.remote_address = client_address(entry);
+    request.presented_token = token_from_headers(headers).map(ClientToken::new);
+    let wrap_header = headers
+        .get("x-vault-wrap-ttl")
+        .map(|value| value.to_str().unwrap_or("invalid"));
+    request.wrap_ttl_secs = wrapping::parse_wrap_ttl(wrap_header)?;
+    let wrap_ttl_secs = request.wrap_ttl_secs;
     let needed = needed_capability(state, spec, &request)?;
     entry.operation = vault_operation_name(needed);
     if let Some(caller) = &request.token {
@@ -734,6 +792,7 @@ fn prepare(
         caller_accessor,
         counted_token,
         warnings,
+        wrap_ttl_secs,
     })
 }
 
@@ -824,10 +883,27 @@ fn authorize(
     }
 }
 
-fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<TokenContext, ApiError> {
+/// The client's address as the audit entry carries it.
+fn client_address(entry: &AuditRequest) -> Option<std::net::IpAddr> {
+    entry
+        .remote_address
+        .as_deref()
+        .and_then(|address| address.parse().ok())
+}
+
+fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    remote: Option<std::net::IpAddr>,
+) -> Result<TokenContext, ApiError> {
     let token = token_from_headers(headers).ok_or_else(ApiError::permission_denied)?;
     let found = tokens::lookup(&state.store, &token, tokens::now_unix())?
         .ok_or_else(ApiError::permission_denied)?;
+    // A token bound to CIDR blocks (token_bound_cidrs) works only from inside them.
+    if !auth::cidr::allows(&found.record.bound_cidrs, remote) {
+        tracing::info!(client = ?remote, "a token was presented from outside its bound CIDRs");
+        return Err(ApiError::permission_denied());
+    }
     let acl = state
         .policies
         .acl(&found.record.policies)
@@ -856,6 +932,7 @@ mod tests {
         "leases/revoke-prefix/*",
         "leases/revoke-force/*",
         "leases/lookup/*",
+        "auth/*",
     ];
     const FORMER_TOKEN_ROOT_PATHS: &[&str] = &["revoke-orphan*", "accessors*"];
 

@@ -122,6 +122,9 @@ pub struct PathSpec {
     pub sudo: &'static [Operation],
     /// Served without a token (Vault: `sys/health`, `ssh/verify`, `ssh/public_key`).
     pub unauthenticated: bool,
+    /// Takes any fields (`sys/wrapping/wrap` wraps whatever it is given): no unknown-field
+    /// warnings, and the handler reads them all with [`Request::free_form_data`].
+    pub free_form: bool,
 }
 
 impl PathSpec {
@@ -143,7 +146,14 @@ impl PathSpec {
             existence: None,
             sudo: &[],
             unauthenticated: false,
+            free_form: false,
         }
+    }
+
+    /// Takes any fields (see [`PathSpec::free_form`]).
+    pub fn free_form(mut self) -> Self {
+        self.free_form = true;
+        self
     }
 
     /// Served without a token.
@@ -207,11 +217,22 @@ pub struct Request {
     pub path: String,
     pub params: HashMap<String, String>,
     pub token: Option<TokenContext>,
+    /// The client's address (`None` when unknown, as in handler tests without HTTP): what
+    /// bound CIDRs and the login limiter check.
+    pub remote_address: Option<std::net::IpAddr>,
+    /// The `X-Vault-Token` as presented, also on unauthenticated paths: `sys/wrapping/unwrap`
+    /// takes the wrapping token from there when the body names none.
+    pub presented_token: Option<crate::tokens::ClientToken>,
+    /// The `X-Vault-Wrap-TTL` asked for, in seconds: the API wraps the answer after the
+    /// handler; `sys/wrapping/wrap` refuses to answer without it.
+    pub wrap_ttl_secs: Option<u64>,
     data: Map<String, Value>,
     /// The pattern of the matched path, for messages.
     pattern: &'static str,
     /// What the matched path declares.
     fields: &'static [Field],
+    /// Whether the matched path takes any fields.
+    free_form: bool,
 }
 
 fn type_error(field: &str, expected: &str) -> ApiError {
@@ -235,10 +256,26 @@ impl Request {
             path,
             params,
             token,
+            remote_address: None,
+            presented_token: None,
+            wrap_ttl_secs: None,
             data,
             pattern: spec.pattern,
             fields: spec.fields,
+            free_form: spec.free_form,
         }
+    }
+
+    /// Every field as given, for a path that takes any ([`PathSpec::free_form`]); in debug
+    /// builds another path reading this is an internal error.
+    pub fn free_form_data(&self) -> Result<&Map<String, Value>, ApiError> {
+        if cfg!(debug_assertions) && !self.free_form {
+            return Err(ApiError::internal(format!(
+                "path '{}' read its whole body, but its table entry is not free_form",
+                self.pattern
+            )));
+        }
+        Ok(&self.data)
     }
 
     /// The pattern of the path the request matched.
@@ -477,6 +514,9 @@ pub fn validate_fields(request: &Request) -> Result<Vec<String>, ApiError> {
         }
     }
     for key in request.data.keys() {
+        if request.free_form {
+            break;
+        }
         if !request.fields.iter().any(|field| field.name == key) {
             warnings.push(format!(
                 "Endpoint ignored these unrecognized parameters: [{key}]"

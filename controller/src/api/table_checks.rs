@@ -1,5 +1,5 @@
 //! Checks over every path table of every backend (`sys/`, `agents/`, `auth/token/`, each
-//! engine type), as Vault's framework panics on a malformed table: synopsis, description and
+//! auth method and engine type), as Vault's framework panics on a malformed table: synopsis, description and
 //! field descriptions present, no field declared twice, `sudo` and existence checks only on
 //! operations the path has, no two patterns of one table matching the same path, and every
 //! field name a handler's source reads declared in its backend's table.
@@ -19,6 +19,11 @@ fn tables() -> Vec<(String, &'static [PathSpec])> {
         ("agents".into(), super::agents::paths()),
         ("auth/token".into(), crate::auth::token::paths()),
     ];
+    for (kind, _) in crate::auth::mounts::KNOWN_TYPES {
+        let table = crate::auth::paths(kind)
+            .unwrap_or_else(|| panic!("auth method type {kind} has no path table"));
+        tables.push((format!("auth {kind}"), table));
+    }
     for (kind, _) in crate::engines::KNOWN_TYPES {
         let table = crate::engines::paths(kind)
             .unwrap_or_else(|| panic!("engine type {kind} has no path table"));
@@ -206,6 +211,8 @@ fn handlers_read_only_declared_fields() {
         ("sys", &["api/sys"]),
         ("agents", &["api/agents.rs"]),
         ("auth/token", &["auth/token"]),
+        ("auth approle", &["auth/approle", "auth/login.rs"]),
+        ("auth userpass", &["auth/userpass", "auth/login.rs"]),
         ("engine os", &["engines/os"]),
         ("engine ssh", &["engines/ssh"]),
     ];

@@ -62,6 +62,8 @@ pub struct AuditResponse<'a> {
     pub lease_duration: u64,
     pub renewable: bool,
     pub warnings: &'a [String],
+    /// A wrapped answer's `wrap_info` (its token written as an HMAC).
+    pub wrap_info: Option<&'a Value>,
 }
 
 /// Serialises `value` with every string (at any depth) replaced by its HMAC.
@@ -127,6 +129,9 @@ impl Serialize for RedactedMap<'_> {
         out.end()
     }
 }
+
+/// Response `wrap_info` fields written in clear (the token and accessors are hashed).
+const WRAP_INFO_IN_CLEAR: &[&str] = &["ttl", "creation_time", "creation_path"];
 
 /// Response `auth` fields written in clear (everything else is hashed).
 const AUTH_IN_CLEAR: &[&str] = &[
@@ -217,6 +222,7 @@ struct ResponseEntry<'a> {
     lease_duration: u64,
     renewable: bool,
     warnings: &'a [String],
+    wrap_info: Option<ResponsePart<'a>>,
 }
 
 /// A request's `auth` and `request` objects as one device writes them, rendered once for
@@ -339,6 +345,14 @@ pub fn response_line(
         lease_duration: response.lease_duration,
         renewable: response.renewable,
         warnings: response.warnings,
+        wrap_info: response.wrap_info.map(|value| match value {
+            Value::Object(map) => ResponsePart::Map(RedactedMap {
+                map,
+                hash,
+                in_clear: WRAP_INFO_IN_CLEAR,
+            }),
+            value => ResponsePart::Raw(Redacted { value, hash }),
+        }),
     });
     line("response", fragments, Some(body), error, now)
 }

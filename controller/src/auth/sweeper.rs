@@ -1,5 +1,6 @@
 //! The token sweeper: a background task that revokes tokens whose TTL ran out, with their
-//! children and leases (an expired token is already refused at lookup; this cleans up).
+//! children and leases (an expired token is already refused at lookup; this cleans up), and
+//! deletes wrapped answers whose wrapping token expired.
 //!
 //! Owns only the timing loop. Must not decide what expiry means (tokens.rs does).
 
@@ -19,6 +20,9 @@ pub async fn run(state: AppState, interval: Duration) {
                 continue;
             }
         };
+        if let Err(error) = crate::api::wrapping::purge_expired(&state, tokens::now_unix()) {
+            tracing::error!(%error, "wrapping sweep: cannot delete expired wrapped answers; will try again");
+        }
         for accessor in expired {
             if let Err(error) = super::revoke_token(&state, &accessor, Revocation::Tree) {
                 tracing::error!(error = %error.message, "token sweep: revoking an expired token failed; will try again");

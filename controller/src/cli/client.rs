@@ -27,6 +27,8 @@ pub struct Client {
     token_source: &'static str,
     /// The `ROTOR_CACERT` file in use, for an untrusted certificate's error.
     ca_file: Option<String>,
+    /// `-wrap-ttl`: sent as `X-Vault-Wrap-TTL`, so the server answers a wrapping token.
+    wrap_ttl: Option<String>,
 }
 
 fn env_pair(primary: &'static str, fallback: &'static str) -> Option<String> {
@@ -135,7 +137,21 @@ impl Client {
             token,
             token_source,
             ca_file,
+            wrap_ttl: None,
         })
+    }
+
+    /// Asks the server to wrap every answer for `ttl` (`-wrap-ttl=5m`).
+    pub fn with_wrap_ttl(mut self, ttl: Option<&str>) -> Self {
+        self.wrap_ttl = ttl.map(String::from);
+        self
+    }
+
+    /// Sends no token (a login, an unwrap with the wrapping token in the body).
+    pub fn without_token(mut self) -> Self {
+        self.token = None;
+        self.token_source = "none";
+        self
     }
 
     /// Uses `token` instead of the one from the environment (`rotor login TOKEN` checks
@@ -207,6 +223,9 @@ impl Client {
         let mut request = self.http.request(http_method, &url);
         if let Some(token) = &self.token {
             request = request.header("X-Vault-Token", token);
+        }
+        if let Some(ttl) = &self.wrap_ttl {
+            request = request.header("X-Vault-Wrap-TTL", ttl);
         }
         if let Some(body) = body {
             request = request.json(body);

@@ -6,7 +6,7 @@
 //! Must not parse or run anything: `cli::main` and each command's module do.
 
 use super::flags::FlagSpec;
-use super::{audit, lease, path_help, plugin, policy, rotation, secrets, ssh, token};
+use super::{audit, auth, lease, path_help, plugin, policy, rotation, secrets, ssh, token};
 
 /// One command line the dispatch accepts.
 #[derive(Debug, Clone, Copy)]
@@ -106,6 +106,23 @@ pub const COMMANDS: &[CommandSpec] = &[
         &["audit", "disable"],
         "disable an audit device",
         audit::DISABLE_FLAGS,
+    ),
+    command(&["auth"], "enable, list and disable auth methods", &[]),
+    command(
+        &["auth", "enable"],
+        "enable an auth method (approle, userpass)",
+        auth::ENABLE_FLAGS,
+    ),
+    command(&["auth", "list"], "list enabled auth methods", auth::LIST_FLAGS),
+    command(
+        &["auth", "disable"],
+        "disable an auth method and delete its data",
+        auth::DISABLE_FLAGS,
+    ),
+    command(
+        &["unwrap"],
+        "unwrap a response-wrapping token (once)",
+        super::COMMON_FLAGS,
     ),
     command(&["plugin"], "accepted for built-in engines", &[]),
     command(

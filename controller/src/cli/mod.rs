@@ -8,6 +8,7 @@
 //! succeed). Must not hold server logic.
 
 pub mod audit;
+pub mod auth;
 pub mod client;
 pub mod commands;
 pub mod completion;
@@ -45,7 +46,10 @@ Commands:
     list PATH       List keys under PATH
     delete PATH     Delete data at PATH
     path-help PATH  Show a path's help: what it does, its fields and their types
-    login TOKEN     Check TOKEN and keep it in ~/.rotor-token (used when ROTOR_TOKEN is unset)
+    login TOKEN     Check TOKEN and keep it in ~/.rotor-token (used when ROTOR_TOKEN is unset);
+                    rotor login -method=userpass username=NAME logs in with a password
+    auth            Enable, list and disable auth methods: approle, userpass (rotor auth help)
+    unwrap [TOKEN]  Answer a wrapped response once (default: ROTOR_TOKEN is the wrapping token)
     token           Create, look up, renew and revoke tokens (rotor token help)
     policy          Write, read, list and delete ACL policies (rotor policy help)
     lease           Look up, renew and revoke leases (rotor lease help)
@@ -81,6 +85,12 @@ pub(super) const COMMON_FLAGS: &[FlagSpec] = &[
         aliases: &["f"],
         takes_value: false,
         help: "write even with no data",
+    },
+    FlagSpec {
+        name: "wrap-ttl",
+        aliases: &[],
+        takes_value: true,
+        help: "wrap the answer in a single-use wrapping token living this long (60s, 5m)",
     },
 ];
 
@@ -176,6 +186,8 @@ pub fn main(args: Vec<String>) -> i32 {
         "read" | "write" | "list" | "delete" => run_verb(command, rest),
         "path-help" => path_help::run(rest),
         "login" => token::login(rest),
+        "auth" => auth::run(rest),
+        "unwrap" => unwrap(rest),
         "token" => token::run(rest),
         "policy" => policy::run(rest),
         "lease" => lease::run(rest),
@@ -279,8 +291,55 @@ fn run_server(args: &[String]) -> Result<()> {
     runtime.block_on(crate::server::run(mode))
 }
 
+const UNWRAP_USAGE: &str = "Usage: rotor unwrap [flags] [TOKEN]
+
+    Answers the response wrapped under the wrapping TOKEN, once: a second unwrap is refused.
+    Without TOKEN, the token in use (ROTOR_TOKEN) is taken as the wrapping token.
+";
+
+/// `rotor unwrap [TOKEN]`: `sys/wrapping/unwrap`.
+fn unwrap(args: &[String]) -> Result<()> {
+    let parsed = flags::parse_or_help(COMMON_FLAGS, UNWRAP_USAGE, args)?;
+    let format = Format::parse(parsed.value("format")).map_err(|e| anyhow!(e))?;
+    let client = Client::from_env(parsed.value("address"))?;
+    let answer = match parsed.positional.as_slice() {
+        [] => client.call("POST", "sys/wrapping/unwrap", None)?,
+        [token] => {
+            let mut body = Map::new();
+            body.insert("token".into(), Value::String(token.clone()));
+            client
+                .without_token()
+                .call("POST", "sys/wrapping/unwrap", Some(&body))?
+        }
+        _ => bail!("too many arguments\n\n{UNWRAP_USAGE}"),
+    };
+    print_answer(
+        "read",
+        "sys/wrapping/unwrap",
+        &answer,
+        format,
+        parsed.value("field"),
+    )
+}
+
+/// Vault's table of a wrapped answer: `wrapping_token`, `wrapping_accessor`, ...
+fn wrap_info_rows(wrap_info: &Value) -> Value {
+    let get = |key: &str| wrap_info.get(key).cloned().unwrap_or(Value::Null);
+    let mut rows = serde_json::json!({
+        "wrapping_token": get("token"),
+        "wrapping_accessor": get("accessor"),
+        "wrapping_token_ttl": get("ttl"),
+        "wrapping_token_creation_time": get("creation_time"),
+        "wrapping_token_creation_path": get("creation_path"),
+    });
+    if let Some(accessor) = wrap_info.get("wrapped_accessor") {
+        rows["wrapped_accessor"] = accessor.clone();
+    }
+    serde_json::json!({ "data": rows })
+}
+
 /// Parses `k=v`, `k=@file`, `k=-` pairs into a JSON object.
-fn parse_pairs(pairs: &[String]) -> Result<Map<String, Value>> {
+pub(crate) fn parse_pairs(pairs: &[String]) -> Result<Map<String, Value>> {
     let mut data = Map::new();
     let mut stdin_used = false;
     for pair in pairs {
@@ -361,7 +420,7 @@ fn run_verb(verb: &str, args: &[String]) -> Result<()> {
         "list" => "LIST",
         _ => "DELETE",
     };
-    let client = Client::from_env(parsed.value("address"))?;
+    let client = Client::from_env(parsed.value("address"))?.with_wrap_ttl(parsed.value("wrap-ttl"));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -400,6 +459,19 @@ fn print_answer(
     format: Format,
     field: Option<&str>,
 ) -> Result<()> {
+    // A wrapped answer: its wrapping token, as vault prints it.
+    if let Some(wrap_info) = answer.get("wrap_info").filter(|info| !info.is_null()) {
+        let rows = wrap_info_rows(wrap_info);
+        if let Some(name) = field {
+            println!("{}", field_text(&rows, name, path)?);
+            return Ok(());
+        }
+        match format {
+            Format::Table => print!("{}", output::table(&rows)),
+            _ => println!("{}", serde_json::to_string_pretty(answer)?),
+        }
+        return Ok(());
+    }
     if let Some(name) = field {
         let value = field_text(answer, name, path)?;
         // Like vault: no trailing newline when piped, so `-field=x > file` holds the value.

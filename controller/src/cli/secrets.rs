@@ -93,7 +93,7 @@ const DISABLE_USAGE: &str = "Usage: rotor secrets disable [flags] PATH
 ";
 
 /// One positional argument, or the usage.
-fn single_argument(parsed: &Parsed, what: &str, usage: &str) -> Result<String> {
+pub(super) fn single_argument(parsed: &Parsed, what: &str, usage: &str) -> Result<String> {
     match parsed.positional.as_slice() {
         [value] if !value.trim().is_empty() => Ok(value.trim().to_string()),
         [] => bail!("not enough arguments: {what} is missing\n\n{usage}"),
@@ -172,7 +172,7 @@ fn list(args: &[String]) -> Result<()> {
 }
 
 /// Vault's `secrets list` table, sorted by path.
-fn mounts_table(mounts: &Map<String, Value>, detailed: bool) -> String {
+pub(super) fn mounts_table(mounts: &Map<String, Value>, detailed: bool) -> String {
     let mut paths: Vec<&String> = mounts.keys().collect();
     paths.sort();
     let text = |mount: &Value, key: &str| {

@@ -44,6 +44,18 @@ pub(super) const LOGIN_FLAGS: &[FlagSpec] = &[
         takes_value: false,
         help: "check the token but do not keep it in ~/.rotor-token",
     },
+    FlagSpec {
+        name: "method",
+        aliases: &[],
+        takes_value: true,
+        help: "how to log in: token (default), userpass (username=NAME [password=...]) or approle (role_id=... secret_id=...)",
+    },
+    FlagSpec {
+        name: "path",
+        aliases: &[],
+        takes_value: true,
+        help: "where the auth method is enabled, under auth/ (default: the method's name)",
+    },
 ];
 
 pub(super) const CREATE_FLAGS: &[FlagSpec] = &[
@@ -151,9 +163,13 @@ pub(super) const REVOKE_FLAGS: &[FlagSpec] = &[
 ];
 
 const LOGIN_USAGE: &str = "Usage: rotor login [flags] [TOKEN | -]
+       rotor login -method=userpass [-path=userpass] username=NAME [password=...]
+       rotor login -method=approle [-path=approle] role_id=... secret_id=...
 
     Checks TOKEN with the server and keeps it in ~/.rotor-token, used when ROTOR_TOKEN is
-    unset. Without TOKEN (or with -) it is read from stdin.
+    unset. Without TOKEN (or with -) it is read from stdin. With -method, logs in through
+    that auth method and keeps the token it answers; userpass asks for the password (without
+    echo) unless password= is given.
 ";
 
 const TOKEN_HELP: &str = "Usage: rotor token <subcommand> [flags] [args]
@@ -239,6 +255,10 @@ fn print_auth(answer: &Value, format: Format, field: Option<&str>) -> Result<()>
 /// `~/.rotor-token`.
 pub fn login(args: &[String]) -> Result<()> {
     let parsed = parse(LOGIN_FLAGS, LOGIN_USAGE, args)?;
+    match parsed.value("method") {
+        None | Some("token") => {}
+        Some(method) => return login_with_method(&parsed, method),
+    }
     let format = format(&parsed)?;
     let given = single_argument(&parsed, "rotor login [TOKEN | -]")?;
     let token = match given {
@@ -280,6 +300,77 @@ pub fn login(args: &[String]) -> Result<()> {
         }
     }
     print_auth(&shown, format, parsed.value("field"))
+}
+
+/// `rotor login -method=userpass|approle ...`: the method's login path, without a token.
+fn login_with_method(parsed: &Parsed, method: &str) -> Result<()> {
+    let format = format(parsed)?;
+    let mut pairs = super::parse_pairs(&parsed.positional)?;
+    let mount = parsed
+        .value("path")
+        .unwrap_or(method)
+        .trim_matches('/')
+        .to_string();
+    let path = match method {
+        "userpass" => {
+            let username = match pairs.remove("username") {
+                Some(Value::String(name)) if !name.is_empty() => name,
+                _ => bail!("rotor login -method=userpass needs username=NAME"),
+            };
+            if !pairs.contains_key("password") {
+                pairs.insert("password".into(), Value::String(read_password()?));
+            }
+            format!("auth/{mount}/login/{username}")
+        }
+        "approle" => format!("auth/{mount}/login"),
+        other => bail!("unknown login method '{other}': use token, userpass or approle"),
+    };
+    let answer = client(parsed)?
+        .without_token()
+        .call("POST", &path, Some(&pairs))?;
+    let token = answer
+        .pointer("/auth/client_token")
+        .and_then(Value::as_str)
+        .ok_or_else(|| anyhow!("the server's login answer has no token"))?
+        .to_string();
+    if !parsed.is_set("no-store") {
+        store_token(&token)?;
+    }
+    if parsed.value("field").is_none() && format == Format::Table {
+        if parsed.is_set("no-store") {
+            println!("Success! You are now authenticated; the token was not stored (-no-store).\n");
+        } else {
+            println!(
+                "Success! You are now authenticated. The token information displayed below\nis already stored in the token file ({}). You do NOT need to run\n\"rotor login\" again. Future Rotor requests will automatically use this token\nwhen ROTOR_TOKEN and VAULT_TOKEN are unset.\n",
+                client::token_file()
+                    .map(|path| path.display().to_string())
+                    .unwrap_or_else(|| "~/.rotor-token".into())
+            );
+        }
+    }
+    print_auth(&answer, format, parsed.value("field"))
+}
+
+/// A password typed without echo on a terminal, else the first line of stdin.
+fn read_password() -> Result<String> {
+    let stdin = std::io::stdin();
+    let mut line = String::new();
+    if stdin.is_terminal() {
+        eprint!("Password (will be hidden): ");
+        let _ = std::io::stderr().flush();
+        let _hidden = HiddenInput::start();
+        stdin.read_line(&mut line).context("reading the password")?;
+        eprintln!();
+    } else {
+        stdin
+            .read_line(&mut line)
+            .context("reading the password from stdin")?;
+    }
+    let password = line.trim_end_matches(['\n', '\r']).to_string();
+    if password.is_empty() {
+        bail!("no password given");
+    }
+    Ok(password)
 }
 
 fn read_token_from_stdin() -> Result<String> {

@@ -142,6 +142,11 @@ pub struct Registry {
     /// Broken invariants the controller survived (a poisoned lock, …), by kind: each is a
     /// bug to report, so it is counted as well as logged.
     internal_errors: Mutex<BTreeMap<&'static str, u64>>,
+    /// Logins through auth methods, by method type (`approle`, `userpass`) and outcome
+    /// (`success`, `invalid`, `refused`, `error`, `rate_limited`).
+    logins: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// Wrapping tokens presented after their answer was unwrapped (a sign of interception).
+    wrapping_reuse: AtomicU64,
 }
 
 /// The counters at one moment, for rendering.
@@ -153,6 +158,8 @@ pub struct Snapshot {
     pub api_requests: Vec<(u16, u64)>,
     pub api_latency: HistogramSnapshot,
     pub internal_errors: Vec<(&'static str, u64)>,
+    pub logins: Vec<(&'static str, &'static str, u64)>,
+    pub wrapping_reuse: u64,
 }
 
 impl Default for Registry {
@@ -170,7 +177,21 @@ impl Registry {
             api_requests: (0..STATUS_SLOTS).map(|_| AtomicU64::new(0)).collect(),
             api_latency: Histogram::new(API_BUCKETS),
             internal_errors: Mutex::new(BTreeMap::new()),
+            logins: Mutex::new(BTreeMap::new()),
+            wrapping_reuse: AtomicU64::new(0),
         }
+    }
+
+    /// A login through the `method` auth method ended with `outcome`.
+    pub fn login_finished(&self, method: &'static str, outcome: &'static str) {
+        if let Ok(mut counts) = self.logins.lock() {
+            *counts.entry((method, outcome)).or_insert(0) += 1;
+        }
+    }
+
+    /// A wrapping token was presented again after its answer had been unwrapped.
+    pub fn wrapping_token_reused(&self) {
+        self.wrapping_reuse.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The controller hit (and survived) a broken invariant of `kind`.
@@ -241,7 +262,19 @@ impl Registry {
             .lock()
             .map(|counts| counts.iter().map(|(kind, count)| (*kind, *count)).collect())
             .unwrap_or_default();
+        let logins = self
+            .logins
+            .lock()
+            .map(|counts| {
+                counts
+                    .iter()
+                    .map(|((method, outcome), count)| (*method, *outcome, *count))
+                    .collect()
+            })
+            .unwrap_or_default();
         Snapshot {
+            logins,
+            wrapping_reuse: self.wrapping_reuse.load(Ordering::Relaxed),
             internal_errors,
             rotations,
             rotation_latency: self.rotation_latency.snapshot(),
@@ -279,7 +312,14 @@ mod tests {
         registry.api_request(200, Duration::from_micros(300));
         registry.api_request(404, Duration::from_micros(300));
         registry.api_request(200, Duration::from_micros(300));
+        registry.login_finished("approle", "success");
+        registry.login_finished("userpass", "invalid");
+        registry.login_finished("approle", "success");
         let snapshot = registry.snapshot();
+        assert_eq!(
+            snapshot.logins,
+            vec![("approle", "success", 2), ("userpass", "invalid", 1)]
+        );
         assert_eq!(
             snapshot.rotations,
             vec![("committed", 2), ("out_of_sync", 1)]

@@ -170,8 +170,27 @@ fn families(counters: &Snapshot, fleet: &FleetGauges) -> Vec<Family> {
     for (kind, count) in &counters.internal_errors {
         internal_errors = internal_errors.number(vec![("kind", (*kind).into())], *count);
     }
+    let mut logins = Family::new(
+        "rotor_auth_logins_total",
+        "Logins through auth methods (approle, userpass) by outcome: success, invalid (bad credentials), refused (address not allowed), rate_limited.",
+        Kind::Counter,
+    );
+    for (method, outcome, count) in &counters.logins {
+        logins = logins.number(
+            vec![("method", (*method).into()), ("outcome", (*outcome).into())],
+            *count,
+        );
+    }
+    let wrapping_reuse = Family::new(
+        "rotor_wrapping_token_reuse_total",
+        "Wrapping tokens presented again after their answer was unwrapped: someone else may have unwrapped it first.",
+        Kind::Counter,
+    )
+    .number(Vec::new(), counters.wrapping_reuse);
     vec![
         internal_errors,
+        logins,
+        wrapping_reuse,
         rotations,
         rotation_latency,
         verifications,

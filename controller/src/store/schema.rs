@@ -48,10 +48,20 @@ pub enum Table {
     /// The os engine's accounts by when they are next due, keyed by
     /// `<due unix seconds:020>/<account key>` (`engines/os/due_index.rs`).
     AccountsDue,
+    /// Enabled auth methods other than the built-in token store, keyed by path inside
+    /// `auth/` with a trailing slash (`approle/`).
+    AuthMounts,
+    /// Records of auth methods (AppRole roles, role-id index, secret-id hashes and their
+    /// accessors, userpass users), keyed by `<auth mount path><kind>/<...>` so a mount's
+    /// records are one prefix (`auth/mod.rs` documents the layout).
+    AuthRecords,
+    /// Response-wrapped answers, keyed by the SHA-256 of the wrapping token; the answer is
+    /// sealed (`api/wrapping.rs`).
+    WrappedResponses,
 }
 
 impl Table {
-    pub const ALL: [Table; 19] = [
+    pub const ALL: [Table; 22] = [
         Table::Meta,
         Table::Agents,
         Table::EnrollmentTokens,
@@ -71,6 +81,9 @@ impl Table {
         Table::SshOtps,
         Table::SshOtpBindings,
         Table::AccountsDue,
+        Table::AuthMounts,
+        Table::AuthRecords,
+        Table::WrappedResponses,
     ];
 
     pub fn name(self) -> &'static str {
@@ -94,12 +107,15 @@ impl Table {
             Table::SshOtps => "ssh_otps",
             Table::SshOtpBindings => "ssh_otp_bindings",
             Table::AccountsDue => "accounts_due",
+            Table::AuthMounts => "auth_mounts",
+            Table::AuthRecords => "auth_records",
+            Table::WrappedResponses => "wrapped_responses",
         }
     }
 }
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 const SCHEMA_VERSION_KEY: &str = "schema_version";
 
 /// Brings the store to [`SCHEMA_VERSION`], one step at a time, each step in its own
@@ -149,6 +165,16 @@ pub(super) fn migrate(store: &Store) -> StoreResult<()> {
                 // 4 → 5: the os engine's due-time index (filled by the engine at start).
                 4 => {
                     tx.scan::<serde_json::Value>(Table::AccountsDue, "\u{10ffff}")?;
+                }
+                // 5 → 6: auth methods (mounts, their records) and response wrapping.
+                5 => {
+                    for table in [
+                        Table::AuthMounts,
+                        Table::AuthRecords,
+                        Table::WrappedResponses,
+                    ] {
+                        tx.scan::<serde_json::Value>(table, "\u{10ffff}")?;
+                    }
                 }
                 _ => unreachable!("every version below SCHEMA_VERSION has a step"),
             }

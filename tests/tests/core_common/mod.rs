@@ -34,7 +34,7 @@ pub fn curl_path_as_is(
     curl_with(controller, method, path, token, None, &["--path-as-is"])
 }
 
-fn curl_with(
+pub fn curl_with(
     controller: &Controller,
     method: &str,
     path: &str,

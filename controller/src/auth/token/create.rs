@@ -172,6 +172,7 @@ fn create_token(
         renewable: request.bool("renewable")?.unwrap_or(true),
         path: format!("{}{}", super::super::TOKEN_MOUNT, request.path),
         last_renewal_unix: None,
+        bound_cidrs: Vec::new(),
     };
     let token = custom_id.unwrap_or_else(tokens::generate_token);
     tokens::insert(&state.store, &token, &record).map_err(|error| match error {
