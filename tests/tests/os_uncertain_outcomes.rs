@@ -362,3 +362,45 @@ fn deleting_an_account_mid_rotation_is_refused_until_the_change_settles() -> Res
     assert!(rotor.cli_json(&["read", &account]).is_err());
     Ok(())
 }
+
+#[test]
+fn a_result_ready_after_the_controller_restarted_is_reported_on_the_new_link() -> Result<()> {
+    if skip_requested("a_result_ready_after_the_controller_restarted_is_reported_on_the_new_link") {
+        return Ok(());
+    }
+    let site = Site::new("late")?;
+    let (host, rotor) = setup(&site)?;
+    // The job outlives the controller: it is killed and restarted while chpasswd still
+    // holds the job's answer back, so the agent's result is ready only on the new link.
+    host.exec(
+        "rm -f /tmp/applied && printf '#!/bin/sh\\n/usr/sbin/chpasswd\\nrc=$?\\ntouch /tmp/applied\\nsleep 6\\nexit $rc\\n' > /usr/local/sbin/slow-chpasswd",
+    )?;
+    let path = format!("os/hosts/{HOST}/accounts/app1/rotate");
+    std::thread::scope(|scope| -> Result<()> {
+        let rotation = scope.spawn(|| rotor.controller().cli_output(&["write", "-f", &path]));
+        wait_until(
+            "the host applied the change",
+            Duration::from_secs(60),
+            || Ok(host.exec_output("test -e /tmp/applied")?.success()),
+        )?;
+        rotor.kill_controller()?;
+        let _ = rotation.join();
+        Ok(())
+    })?;
+    rotor.restart_controller()?;
+    wait_until(
+        "the agent reports the late result on its new link",
+        Duration::from_secs(60),
+        || {
+            Ok(rotor
+                .controller_logs()?
+                .contains("agent reported results whose job stream was gone"))
+        },
+    )?;
+    assert_eq!(
+        wait_settled(&rotor, "app1", Duration::from_secs(60))?,
+        "in_sync"
+    );
+    assert_password(&host, "app1", &known_password(&rotor, "app1")?);
+    Ok(())
+}

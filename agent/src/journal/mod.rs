@@ -27,6 +27,9 @@ pub struct Journal {
     dir: PathBuf,
     /// A std mutex: held only while reading or rewriting the small file.
     entries: Mutex<Entries>,
+    /// Results whose job stream was gone when they were ready: sent on the next link's
+    /// control stream (in memory; a restart reports every entry in its `Hello` anyway).
+    unsent: Mutex<Vec<JobId>>,
 }
 
 impl Journal {
@@ -50,6 +53,7 @@ impl Journal {
         Ok(Self {
             dir: dir.to_path_buf(),
             entries: Mutex::new(entries),
+            unsent: Mutex::new(Vec::new()),
         })
     }
 
@@ -74,6 +78,24 @@ impl Journal {
             .results
             .insert(result.id.to_string(), result.clone());
         self.persist(&entries)
+    }
+
+    /// Marks a journaled result as not delivered on its job stream.
+    pub fn mark_unsent(&self, id: JobId) {
+        if let Ok(mut unsent) = self.unsent.lock()
+            && !unsent.contains(&id)
+        {
+            unsent.push(id);
+        }
+    }
+
+    /// Takes the undelivered results still journaled (unacknowledged), to send them now.
+    pub fn take_unsent(&self) -> Vec<JobResult> {
+        let ids = match self.unsent.lock() {
+            Ok(mut unsent) => std::mem::take(&mut *unsent),
+            Err(_) => return Vec::new(),
+        };
+        ids.into_iter().filter_map(|id| self.recorded(id)).collect()
     }
 
     /// Forgets results the controller has acknowledged.
@@ -111,6 +133,30 @@ impl Journal {
 mod tests {
     use super::*;
     use rotor_common::wire::JobOutcome;
+
+    #[test]
+    fn a_result_whose_stream_was_gone_is_taken_once_while_unacknowledged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal = Journal::open(dir.path()).expect("open");
+        let (late, acknowledged) = (JobId::generate(), JobId::generate());
+        for id in [late, acknowledged] {
+            journal
+                .record(&JobResult {
+                    id,
+                    outcome: JobOutcome::Echo { payload: vec![1] },
+                })
+                .expect("record");
+            journal.mark_unsent(id);
+        }
+        journal.mark_unsent(late);
+        // Acknowledged meanwhile (a Hello carried it): not sent again.
+        journal.acknowledge(&[acknowledged]).expect("ack");
+        let taken: Vec<JobId> = journal.take_unsent().iter().map(|r| r.id).collect();
+        assert_eq!(taken, [late]);
+        assert!(journal.take_unsent().is_empty(), "taken once");
+        // Still journaled until the controller acknowledges it.
+        assert!(journal.recorded(late).is_some());
+    }
 
     #[test]
     fn results_survive_reopen_until_acknowledged() {

@@ -180,7 +180,13 @@ async fn write_loop(
             _ = ticker.tick() => {
                 seq += 1;
                 let metrics = crate::metrics::snapshot(journal.unacknowledged_count());
-                vec![AgentMessage::Heartbeat { seq }, AgentMessage::Metrics(metrics)]
+                let mut messages = vec![AgentMessage::Heartbeat { seq }, AgentMessage::Metrics(metrics)];
+                let unsent = journal.take_unsent();
+                if !unsent.is_empty() {
+                    tracing::info!(count = unsent.len(), "reporting results whose job stream was gone");
+                    messages.push(AgentMessage::Results(unsent));
+                }
+                messages
             }
         };
         for message in &messages {
@@ -317,9 +323,13 @@ async fn serve_job(
             result
         }
     };
-    write_frame(&mut send, &JobReply::Result(result))
-        .await
-        .map_err(|e| format!("sending the result: {e}"))?;
+    let id = result.id;
+    if let Err(error) = write_frame(&mut send, &JobReply::Result(result)).await {
+        // The controller that sent the job is gone: the next link sends the result on its
+        // control stream, so a restarted controller need not wait for a later Hello.
+        journal.mark_unsent(id);
+        return Err(format!("sending the result: {error}"));
+    }
     let _ = send.finish();
     let _ = tokio::time::timeout(Duration::from_secs(5), send.stopped()).await;
     Ok(())

@@ -35,6 +35,11 @@ pub enum AgentMessage {
     /// Variant 5: the agent's own figures, sent with every heartbeat on the control stream;
     /// the controller keeps the latest and serves them in `sys/metrics` and `sys/agents/:id`.
     Metrics(AgentMetrics),
+    /// Variant 6 (protocol 3): journaled results whose job stream was gone when they were
+    /// ready (the controller that sent the job died, or the link broke, while it ran), sent
+    /// on the control stream of the next link instead of waiting for the next `Hello`. The
+    /// controller keeps them as evidence and answers [`ControllerMessage::AckResults`].
+    Results(Vec<JobResult>),
 }
 
 /// What an agent reports about itself. Counters are since the agent process started.

@@ -39,7 +39,9 @@ pub use version::{
 ///   controller refuses a version-2 agent with "upgrade the controller" instead of dropping
 ///   its link at the first Metrics frame; version-1 agents, which never send it, are still
 ///   accepted.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// - 3: agents send `AgentMessage::Results` (variant 6) on the control stream for results
+///   whose job stream was gone; a version-2 controller refuses a version-3 agent clearly.
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The QUIC/TLS application protocol name; both sides refuse a handshake without it.
 pub const ALPN: &[u8] = b"rotor/1";

@@ -69,6 +69,12 @@ fn agent_messages() -> Vec<AgentMessage> {
             journal_unacknowledged: 1,
             links_established: 2,
         }),
+        AgentMessage::Results(vec![JobResult {
+            id: JobId(7),
+            outcome: JobOutcome::Echo {
+                payload: b"late".to_vec(),
+            },
+        }]),
     ]
 }
 
@@ -161,7 +167,7 @@ fn variant_indexes_are_pinned() {
         .iter()
         .map(|message| first_byte(encode_frame(message).expect("encode")))
         .collect();
-    assert_eq!(agent, [0, 1, 2, 3, 4, 5]);
+    assert_eq!(agent, [0, 1, 2, 3, 4, 5, 6]);
     let controller: Vec<u8> = controller_messages()
         .iter()
         .map(|message| first_byte(encode_frame(message).expect("encode")))
@@ -446,7 +452,7 @@ fn future_hello_is_identified_and_refused_clearly() {
     match decode_agent_first_frame(&payload) {
         Err(FirstFrameError::IncompatibleVersion { peer: 99, message }) => assert_eq!(
             message,
-            "agent speaks rotor protocol 99, this controller speaks 2: upgrade the controller or install a matching agent"
+            "agent speaks rotor protocol 99, this controller speaks 3: upgrade the controller or install a matching agent"
         ),
         other => panic!("expected IncompatibleVersion, got {other:?}"),
     }
@@ -462,7 +468,8 @@ fn peek_reads_every_first_frame_kind() {
             }
             AgentMessage::Heartbeat { .. }
             | AgentMessage::Pong { .. }
-            | AgentMessage::Metrics(_) => None,
+            | AgentMessage::Metrics(_)
+            | AgentMessage::Results(_) => None,
         };
         assert_eq!(peek_protocol_version(&payload), expected, "{message:?}");
     }
@@ -489,7 +496,8 @@ fn first_frame_acceptance() {
             }
             AgentMessage::Heartbeat { .. }
             | AgentMessage::Pong { .. }
-            | AgentMessage::Metrics(_) => {
+            | AgentMessage::Metrics(_)
+            | AgentMessage::Results(_) => {
                 assert!(
                     matches!(result, Err(FirstFrameError::UnexpectedMessage { .. })),
                     "{result:?}"
@@ -510,10 +518,12 @@ fn compatibility_messages() {
     assert_eq!(check_compatible(1), Ok(()));
     let too_old = check_compatible(0).expect_err("version 0");
     assert!(too_old.contains("upgrade the agent"), "{too_old}");
-    let too_new = check_compatible(3).expect_err("version 3");
+    // Version-2 agents (no Results) too.
+    assert_eq!(check_compatible(2), Ok(()));
+    let too_new = check_compatible(4).expect_err("version 4");
     assert_eq!(
         too_new,
-        "agent speaks rotor protocol 3, this controller speaks 2: upgrade the controller or install a matching agent"
+        "agent speaks rotor protocol 4, this controller speaks 3: upgrade the controller or install a matching agent"
     );
 }
 

@@ -95,5 +95,6 @@ pub fn decode_agent_first_frame(payload: &[u8]) -> Result<AgentMessage, FirstFra
         }
         AgentMessage::Pong { .. } => Err(FirstFrameError::UnexpectedMessage { kind: "Pong" }),
         AgentMessage::Metrics(_) => Err(FirstFrameError::UnexpectedMessage { kind: "Metrics" }),
+        AgentMessage::Results(_) => Err(FirstFrameError::UnexpectedMessage { kind: "Results" }),
     }
 }

@@ -113,7 +113,11 @@ pub const COMMANDS: &[CommandSpec] = &[
         "enable an auth method (approle, userpass)",
         auth::ENABLE_FLAGS,
     ),
-    command(&["auth", "list"], "list enabled auth methods", auth::LIST_FLAGS),
+    command(
+        &["auth", "list"],
+        "list enabled auth methods",
+        auth::LIST_FLAGS,
+    ),
     command(
         &["auth", "disable"],
         "disable an auth method and delete its data",

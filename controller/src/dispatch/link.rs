@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rotor_common::ids::AgentId;
-use rotor_common::wire::{AgentMessage, AgentMetrics, ControllerMessage, read_frame, write_frame};
+use rotor_common::wire::{
+    AgentMessage, AgentMetrics, ControllerMessage, JobResult, read_frame, write_frame,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::tokens::now_unix;
@@ -126,7 +128,13 @@ pub struct Admitted {
     pub site: String,
     pub agent_version: String,
     pub capabilities: Vec<String>,
+    /// Keeps results the agent reports on its control stream as evidence; true when they
+    /// are kept (durably), so they may be acknowledged.
+    pub keep_results: KeepResults,
 }
+
+/// See [`Admitted::keep_results`].
+pub type KeepResults = std::sync::Arc<dyn Fn(&AgentId, &[JobResult]) -> bool + Send + Sync>;
 
 /// Starts a link on an admitted connection whose control stream is `(send, recv)`, and runs
 /// its reader, writer and watchdog until the connection ends. Answers the link at once; the
@@ -137,6 +145,7 @@ pub fn start(
         site,
         agent_version,
         capabilities,
+        keep_results,
     }: Admitted,
     connection: quinn::Connection,
     send: quinn::SendStream,
@@ -160,18 +169,24 @@ pub fn start(
         pending_pings: Mutex::new(HashMap::new()),
         reported: Mutex::new(None),
     });
-    let running = run(link.clone(), send, recv, control_receiver, heartbeat);
+    let running = run(
+        link.clone(),
+        (send, recv),
+        control_receiver,
+        heartbeat,
+        keep_results,
+    );
     (link, running)
 }
 
 async fn run(
     link: std::sync::Arc<AgentLink>,
-    send: quinn::SendStream,
-    recv: quinn::RecvStream,
+    (send, recv): (quinn::SendStream, quinn::RecvStream),
     control_receiver: mpsc::Receiver<ControllerMessage>,
     heartbeat: Heartbeat,
+    keep_results: KeepResults,
 ) {
-    let reader = read_loop(link.clone(), recv);
+    let reader = read_loop(link.clone(), recv, keep_results);
     let writer = write_loop(link.clone(), send, control_receiver, heartbeat.interval);
     let watchdog = watchdog(link.clone(), heartbeat);
     tokio::select! {
@@ -186,7 +201,11 @@ async fn run(
     }
 }
 
-async fn read_loop(link: std::sync::Arc<AgentLink>, mut recv: quinn::RecvStream) {
+async fn read_loop(
+    link: std::sync::Arc<AgentLink>,
+    mut recv: quinn::RecvStream,
+    keep_results: KeepResults,
+) {
     loop {
         match read_frame::<_, AgentMessage>(&mut recv).await {
             Ok(Some(message)) => {
@@ -196,6 +215,14 @@ async fn read_loop(link: std::sync::Arc<AgentLink>, mut recv: quinn::RecvStream)
                     AgentMessage::Metrics(metrics) => {
                         if let Ok(mut reported) = link.reported.lock() {
                             *reported = Some(metrics);
+                        }
+                    }
+                    AgentMessage::Results(results) => {
+                        let ids: Vec<_> = results.iter().map(|result| result.id).collect();
+                        if keep_results(&link.agent_id, &results) {
+                            tracing::info!(agent = %link.agent_id, count = ids.len(),
+                                "agent reported results whose job stream was gone; kept as evidence");
+                            let _ = link.send(ControllerMessage::AckResults { ids }).await;
                         }
                     }
                     AgentMessage::Pong { nonce } => {

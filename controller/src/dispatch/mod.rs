@@ -22,7 +22,7 @@ use rotor_common::pki::{self, CertificateAuthority};
 use rotor_common::secret::Password;
 use rotor_common::wire::{
     self, AgentMessage, ControllerMessage, EnrollRequest, Hello, Job, JobKind, JobOutcome,
-    JobReply, OtpVerifyRequest, read_frame, write_frame,
+    JobReply, JobResult, OtpVerifyRequest, read_frame, write_frame,
 };
 
 use crate::store::Store;
@@ -990,6 +990,18 @@ impl Dispatcher {
                 site: record.site.clone(),
                 agent_version: hello.agent_version.clone(),
                 capabilities: hello.capabilities.clone(),
+                keep_results: {
+                    let store = self.inner.store.clone();
+                    Arc::new(move |agent: &AgentId, results: &[JobResult]| {
+                        match evidence::record(&store, agent, results) {
+                            Ok(()) => true,
+                            Err(error) => {
+                                tracing::error!(%agent, %error, "cannot keep the results the agent reported; not acknowledging them");
+                                false
+                            }
+                        }
+                    })
+                },
             },
             connection,
             send,
