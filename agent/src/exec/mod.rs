@@ -1,5 +1,6 @@
 //! Host execution: changing passwords on Linux hosts over SSH (`ssh`, after `host_key` and
-//! `login`) or on this host (`local`), and the typed error every caller branches on.
+//! `login`) or on this host (`local`), and the typed error every caller branches on; and
+//! PostgreSQL (`postgres`, `postgres_tls`, `sql`), whose own error keeps the same split.
 //!
 //! Owns the distinction the rotation protocol rests on: [`ExecError::BeforeChange`] (certain
 //! that the host still has the old password) versus [`ExecError::OutcomeUnknown`] (verify
@@ -12,6 +13,9 @@ pub mod dialog;
 pub mod host_key;
 pub mod local;
 pub mod login;
+pub mod postgres;
+pub mod postgres_tls;
+pub mod sql;
 pub mod ssh;
 pub mod target;
 

@@ -175,6 +175,8 @@ pub enum JobKind {
     },
     /// Variant 1: a job of the OS secrets engine (log in, rotate).
     Os(super::os::OsJob),
+    /// Variant 2: a job of the database secrets engine (PostgreSQL roles).
+    Database(super::database::DbJob),
 }
 
 impl JobKind {
@@ -183,14 +185,16 @@ impl JobKind {
     /// acknowledged only then (not when the result arrives).
     pub fn changes_a_credential(&self) -> bool {
         use super::os::OsJob;
-        matches!(
-            self,
-            JobKind::Os(
+        match self {
+            JobKind::Echo { .. } => false,
+            JobKind::Os(job) => matches!(
+                job,
                 OsJob::RotateWithParent { .. }
                     | OsJob::RotateSelf { .. }
                     | OsJob::RotateLocal { .. }
-            )
-        )
+            ),
+            JobKind::Database(job) => job.changes_a_credential(),
+        }
     }
 }
 
@@ -227,6 +231,8 @@ pub enum JobOutcome {
     Failed(JobFailure),
     /// Variant 2: what an OS engine job found or did.
     Os(super::os::OsOutcome),
+    /// Variant 3: what a database engine job found or did.
+    Database(super::database::DbOutcome),
 }
 
 /// Why a job failed, and whether anything may have changed on the target.

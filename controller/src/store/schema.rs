@@ -48,10 +48,15 @@ pub enum Table {
     /// The os engine's accounts by when they are next due, keyed by
     /// `<due unix seconds:020>/<account key>` (`engines/os/due_index.rs`).
     AccountsDue,
+    /// Connections of the database engine (`database/config/:name`), keyed by
+    /// `<mount>/<name>`; the password sealed.
+    DatabaseConnections,
+    /// Roles of the database engine (`database/roles/:name`), keyed by `<mount>/<name>`.
+    DatabaseRoles,
 }
 
 impl Table {
-    pub const ALL: [Table; 19] = [
+    pub const ALL: [Table; 21] = [
         Table::Meta,
         Table::Agents,
         Table::EnrollmentTokens,
@@ -71,6 +76,8 @@ impl Table {
         Table::SshOtps,
         Table::SshOtpBindings,
         Table::AccountsDue,
+        Table::DatabaseConnections,
+        Table::DatabaseRoles,
     ];
 
     pub fn name(self) -> &'static str {
@@ -94,12 +101,14 @@ impl Table {
             Table::SshOtps => "ssh_otps",
             Table::SshOtpBindings => "ssh_otp_bindings",
             Table::AccountsDue => "accounts_due",
+            Table::DatabaseConnections => "database_connections",
+            Table::DatabaseRoles => "database_roles",
         }
     }
 }
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 const SCHEMA_VERSION_KEY: &str = "schema_version";
 
 /// Brings the store to [`SCHEMA_VERSION`], one step at a time, each step in its own
@@ -149,6 +158,12 @@ pub(super) fn migrate(store: &Store) -> StoreResult<()> {
                 // 4 → 5: the os engine's due-time index (filled by the engine at start).
                 4 => {
                     tx.scan::<serde_json::Value>(Table::AccountsDue, "\u{10ffff}")?;
+                }
+                // 5 → 6: the database engine's connections and roles.
+                5 => {
+                    for table in [Table::DatabaseConnections, Table::DatabaseRoles] {
+                        tx.scan::<serde_json::Value>(table, "\u{10ffff}")?;
+                    }
                 }
                 _ => unreachable!("every version below SCHEMA_VERSION has a step"),
             }
