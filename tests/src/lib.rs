@@ -27,6 +27,7 @@ pub mod login;
 pub mod naming;
 pub mod network;
 pub mod otp_helper;
+pub mod postgres;
 pub mod process;
 pub mod rotor;
 pub mod site;

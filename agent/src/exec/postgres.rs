@@ -211,11 +211,13 @@ async fn open(target: &DatabaseTarget) -> Result<Client, PgError> {
     let client = match target.ssl_mode {
         SslMode::Disable => {
             config.ssl_mode(tokio_postgres::config::SslMode::Disable);
-            let (client, connection) =
-                tokio::time::timeout(connect_timeout(target), config.connect(tokio_postgres::NoTls))
-                    .await
-                    .map_err(|_| timed_out())?
-                    .map_err(failed)?;
+            let (client, connection) = tokio::time::timeout(
+                connect_timeout(target),
+                config.connect(tokio_postgres::NoTls),
+            )
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(failed)?;
             tokio::spawn(connection);
             client
         }
@@ -315,10 +317,7 @@ pub async fn in_transaction(
 }
 
 /// Holds the creation lock of `target` while `work` runs.
-pub async fn serialised_creation<T>(
-    target: &DatabaseTarget,
-    work: impl Future<Output = T>,
-) -> T {
+pub async fn serialised_creation<T>(target: &DatabaseTarget, work: impl Future<Output = T>) -> T {
     let pool = target_pool(target);
     let _guard = pool.creation.lock().await;
     work.await
@@ -350,7 +349,12 @@ pub async fn end_sessions(
 ) -> Result<u32, String> {
     let client = connection.client();
     let nologin = format!("ALTER ROLE {} NOLOGIN", sql::quote_identifier(name));
-    bounded(target, &format!("`{nologin}`"), client.batch_execute(&nologin)).await?;
+    bounded(
+        target,
+        &format!("`{nologin}`"),
+        client.batch_execute(&nologin),
+    )
+    .await?;
     let rows = bounded(
         target,
         "finding the role's sessions in pg_stat_activity",
@@ -375,7 +379,10 @@ pub async fn end_sessions(
 }
 
 /// Schemas the default revocation walks: all but PostgreSQL's own.
-pub async fn user_schemas(target: &DatabaseTarget, connection: &Pooled) -> Result<Vec<String>, String> {
+pub async fn user_schemas(
+    target: &DatabaseTarget,
+    connection: &Pooled,
+) -> Result<Vec<String>, String> {
     let rows = bounded(
         target,
         "listing schemas",
@@ -389,7 +396,10 @@ pub async fn user_schemas(target: &DatabaseTarget, connection: &Pooled) -> Resul
 }
 
 /// The server's version string.
-pub async fn server_version(target: &DatabaseTarget, connection: &Pooled) -> Result<String, String> {
+pub async fn server_version(
+    target: &DatabaseTarget,
+    connection: &Pooled,
+) -> Result<String, String> {
     let row = bounded(
         target,
         "SELECT version()",

@@ -105,7 +105,9 @@ pub fn render(template: &str, role: &RoleValues, how: PasswordAuthentication) ->
         .replace("{{username}}", &role.name)
         .replace("{{expiration}}", expiration);
     let sql = match &role.password {
-        Some(password) => Zeroizing::new(shown.replace("{{password}}", &password_text(password, how))),
+        Some(password) => {
+            Zeroizing::new(shown.replace("{{password}}", &password_text(password, how)))
+        }
         None => Zeroizing::new(shown.clone()),
     };
     Rendered { sql, shown }
@@ -129,7 +131,9 @@ pub fn default_revocation(name: &str, database: &str, schemas: &[String]) -> Vec
                 "REVOKE ALL PRIVILEGES ON ALL {kind} IN SCHEMA {schema} FROM {role}"
             ));
         }
-        statements.push(format!("REVOKE ALL PRIVILEGES ON SCHEMA {schema} FROM {role}"));
+        statements.push(format!(
+            "REVOKE ALL PRIVILEGES ON SCHEMA {schema} FROM {role}"
+        ));
     }
     statements.push(format!(
         "REVOKE ALL PRIVILEGES ON DATABASE {} FROM {role}",
@@ -195,10 +199,18 @@ mod tests {
             "CREATE ROLE \"v-app-ro-abc\" WITH LOGIN PASSWORD 'Secret-pw-123' VALID UNTIL '2026-12-02 11:00:00+0000'"
         );
         assert!(!rendered.shown.contains("Secret-pw-123"));
-        assert!(rendered.shown.contains("'{{password}}'"), "{}", rendered.shown);
+        assert!(
+            rendered.shown.contains("'{{password}}'"),
+            "{}",
+            rendered.shown
+        );
         let scram = render(template, &role, PasswordAuthentication::ScramSha256);
         assert!(!scram.sql.contains("Secret-pw-123"));
-        assert!(scram.sql.contains("'SCRAM-SHA-256$4096:"), "{}", scram.shown);
+        assert!(
+            scram.sql.contains("'SCRAM-SHA-256$4096:"),
+            "{}",
+            scram.shown
+        );
     }
 
     #[test]
@@ -209,7 +221,11 @@ mod tests {
             statements[0],
             "REVOKE ALL PRIVILEGES ON ALL TABLES IN SCHEMA \"public\" FROM \"v-x\""
         );
-        assert!(statements[4].contains("SCHEMA \"we\"\"ird\""), "{}", statements[4]);
+        assert!(
+            statements[4].contains("SCHEMA \"we\"\"ird\""),
+            "{}",
+            statements[4]
+        );
         assert_eq!(
             statements[8],
             "REVOKE ALL PRIVILEGES ON DATABASE \"app\" FROM \"v-x\""

@@ -122,7 +122,11 @@ async fn create(target: &DatabaseTarget, role: &RoleValues, templates: &[String]
     .await
 }
 
-async fn change(target: &DatabaseTarget, statements: &[Rendered], outcome: DbOutcome) -> JobOutcome {
+async fn change(
+    target: &DatabaseTarget,
+    statements: &[Rendered],
+    outcome: DbOutcome,
+) -> JobOutcome {
     let connection = match postgres::connection(target).await {
         Ok(connection) => connection,
         Err(error) => return failed(error),
@@ -180,7 +184,8 @@ async fn revoke_on(
     terminate_sessions: bool,
 ) -> Result<DbOutcome, PgError> {
     let described = postgres::describe(target);
-    let before = |text: String| PgError::BeforeChange(format!("{described}: revoking role {name}: {text}"));
+    let before =
+        |text: String| PgError::BeforeChange(format!("{described}: revoking role {name}: {text}"));
     if !postgres::role_exists(target, connection, name)
         .await
         .map_err(before)?

@@ -88,7 +88,10 @@ pub enum DbJob {
         statements: Vec<String>,
     },
     /// Variant 2: whether `name` is in `pg_roles` (recovery after an unknown outcome).
-    RoleExists { target: DatabaseTarget, name: String },
+    RoleExists {
+        target: DatabaseTarget,
+        name: String,
+    },
     /// Variant 3: end the role: with `terminate_sessions`, `NOLOGIN` then terminate its
     /// sessions by the pids found before the drop; then `statements`, or with none the
     /// default revocation (grants on tables, sequences and functions in every schema, the

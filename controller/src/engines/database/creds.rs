@@ -20,7 +20,6 @@ use rotor_common::ids::JobId;
 use rotor_common::secret::Password;
 use rotor_common::wire::database::{DbJob, DbOutcome, RoleValues};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::jobs::{self, DbJobEnd};
 use super::model::{self, ConnectionRecord, RoleRecord};
@@ -140,8 +139,8 @@ fn random_alphanumeric(length: usize) -> String {
     let mut source = password_policy::generate::OsRandom::new();
     (0..length)
         .map(|_| {
-            let index = password_policy::generate::uniform_below(&mut source, ALPHABET.len())
-                .unwrap_or(0);
+            let index =
+                password_policy::generate::uniform_below(&mut source, ALPHABET.len()).unwrap_or(0);
             char::from(ALPHABET[index])
         })
         .collect()
@@ -167,7 +166,10 @@ pub fn role_allowed(connection: &ConnectionRecord, role: &str) -> bool {
 /// Adds the `VALID UNTIL` backstop when the creation statements do not set it themselves.
 pub fn creation_statements_with_backstop(role: &RoleRecord) -> Vec<String> {
     let mut statements = role.creation_statements.clone();
-    if !statements.iter().any(|statement| statement.contains("{{expiration}}")) {
+    if !statements
+        .iter()
+        .any(|statement| statement.contains("{{expiration}}"))
+    {
         statements.push("ALTER ROLE \"{{name}}\" VALID UNTIL '{{expiration}}'".to_string());
     }
     statements
@@ -202,7 +204,12 @@ pub fn creds(state: AppState, request: Request) -> HandlerFuture {
             None => username::default_template(),
         };
         let now = now_unix();
-        let username = template.render(&display_name(&request), &role_name, now, random_alphanumeric);
+        let username = template.render(
+            &display_name(&request),
+            &role_name,
+            now,
+            random_alphanumeric,
+        );
         let password = fresh_password(&state.store, &connection)?;
         let ttl = match role.default_ttl_secs {
             0 => DEFAULT_TTL,
@@ -237,7 +244,11 @@ pub fn creds(state: AppState, request: Request) -> HandlerFuture {
                 },
                 now,
             )
-            .map_err(|error| ApiError::internal(format!("registering the lease of a new database role: {error}")))?;
+            .map_err(|error| {
+                ApiError::internal(format!(
+                    "registering the lease of a new database role: {error}"
+                ))
+            })?;
         lock(creating_now()).insert(lease.lease_id.clone());
         let _guard = CreationGuard(lease.lease_id.clone());
         let target = model::target(&state.store, &mount, &connection)?;
@@ -338,7 +349,9 @@ pub fn recover_creating(leases: &LeaseManager) -> usize {
                     recovered += 1;
                     tracing::warn!(lease_id = %lease.lease_id, username = %data.username, "a database role's creation was interrupted; revoking its lease (drops the role if it exists)");
                 }
-                Err(error) => tracing::error!(lease_id = %lease.lease_id, %error, "recovering a database lease"),
+                Err(error) => {
+                    tracing::error!(lease_id = %lease.lease_id, %error, "recovering a database lease")
+                }
             }
         }
     }
@@ -361,9 +374,9 @@ impl RateLimits {
                 let (last, tokens) = buckets
                     .entry(database.to_string())
                     .or_insert((now, self.per_second));
-                let refilled =
-                    (*tokens + now.duration_since(*last).as_secs_f64() * self.per_second)
-                        .min(self.per_second);
+                let refilled = (*tokens
+                    + now.duration_since(*last).as_secs_f64() * self.per_second)
+                    .min(self.per_second);
                 *last = now;
                 if refilled >= 1.0 {
                     *tokens = refilled - 1.0;
@@ -404,7 +417,10 @@ impl RoleLeases {
         leases.register_renewer(SECRET_KIND, actions);
         let recovered = recover_creating(leases);
         if recovered > 0 {
-            tracing::warn!(recovered, "database leases left mid-creation are being revoked");
+            tracing::warn!(
+                recovered,
+                "database leases left mid-creation are being revoked"
+            );
         }
     }
 
@@ -536,6 +552,3 @@ impl Renewer for RoleLeases {
 pub fn lease_data(lease: &LeaseRecord) -> Option<LeaseData> {
     serde_json::from_value::<LeaseData>(lease.revoke_data.clone()).ok()
 }
-
-#[allow(dead_code)]
-fn _assert_value_is_json(_: Value) {}

@@ -69,13 +69,25 @@ fn password_location(mount: &str, name: &str) -> String {
 }
 
 /// Seals `password` for the connection `name` of `mount`.
-pub fn seal_password(store: &Store, mount: &str, name: &str, password: &Password) -> StoreResult<String> {
-    let sealed = store.seal(&password_location(mount, name), password.expose().as_bytes())?;
+pub fn seal_password(
+    store: &Store,
+    mount: &str,
+    name: &str,
+    password: &Password,
+) -> StoreResult<String> {
+    let sealed = store.seal(
+        &password_location(mount, name),
+        password.expose().as_bytes(),
+    )?;
     Ok(b64().encode(sealed))
 }
 
 /// The connection's password, unsealed.
-pub fn open_password(store: &Store, mount: &str, record: &ConnectionRecord) -> StoreResult<Password> {
+pub fn open_password(
+    store: &Store,
+    mount: &str,
+    record: &ConnectionRecord,
+) -> StoreResult<Password> {
     let Some(sealed) = &record.password_sealed else {
         return Ok(Password::default());
     };
@@ -94,7 +106,11 @@ pub fn open_password(store: &Store, mount: &str, record: &ConnectionRecord) -> S
     Ok(Password::new(text))
 }
 
-pub fn get_connection(store: &Store, mount: &str, name: &str) -> StoreResult<Option<ConnectionRecord>> {
+pub fn get_connection(
+    store: &Store,
+    mount: &str,
+    name: &str,
+) -> StoreResult<Option<ConnectionRecord>> {
     store.get(Table::DatabaseConnections, &key(mount, name))
 }
 
@@ -121,7 +137,11 @@ pub fn list_roles(store: &Store, mount: &str) -> StoreResult<Vec<String>> {
 }
 
 /// The target an agent job needs for `record`.
-pub fn target(store: &Store, mount: &str, record: &ConnectionRecord) -> StoreResult<DatabaseTarget> {
+pub fn target(
+    store: &Store,
+    mount: &str,
+    record: &ConnectionRecord,
+) -> StoreResult<DatabaseTarget> {
     Ok(DatabaseTarget {
         name: format!("{mount}config/{}", record.name),
         host: record.host.clone(),

@@ -246,7 +246,9 @@ fn positive_u32(request: &Request, field: &str) -> Result<Option<u32>, ApiError>
     match request.int(field)? {
         None => Ok(None),
         Some(value) => u32::try_from(value).map(Some).map_err(|_| {
-            ApiError::bad_request(format!("field '{field}': expected a number from 0 to 4294967295"))
+            ApiError::bad_request(format!(
+                "field '{field}': expected a number from 0 to 4294967295"
+            ))
         }),
     }
 }
@@ -288,9 +290,13 @@ fn list_connections(state: AppState, request: Request) -> HandlerFuture {
 fn read_connection(state: AppState, request: Request) -> HandlerFuture {
     Box::pin(async move {
         let name = request.param("name");
-        let record = model::get_connection(&state.store, &request.mount, name)?.ok_or_else(|| {
-            ApiError::not_found(format!("connection '{name}' does not exist at {}config/", request.mount))
-        })?;
+        let record =
+            model::get_connection(&state.store, &request.mount, name)?.ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "connection '{name}' does not exist at {}config/",
+                    request.mount
+                ))
+            })?;
         Ok(ApiResponse::data(connection_data(&record)))
     })
 }
@@ -334,7 +340,9 @@ fn write_connection(state: AppState, request: Request) -> HandlerFuture {
             .or(existing.as_ref().map(|record| record.username.clone()))
             .filter(|user| !user.is_empty())
             .ok_or_else(|| {
-                ApiError::bad_request("missing required field 'username': the user Rotor connects as")
+                ApiError::bad_request(
+                    "missing required field 'username': the user Rotor connects as",
+                )
             })?;
         let new_password = request
             .string("password")?
@@ -342,16 +350,23 @@ fn write_connection(state: AppState, request: Request) -> HandlerFuture {
             .map(Password::new);
         let password_sealed = match &new_password {
             Some(password) => Some(model::seal_password(&state.store, &mount, &name, password)?),
-            None => existing.as_ref().and_then(|record| record.password_sealed.clone()),
+            None => existing
+                .as_ref()
+                .and_then(|record| record.password_sealed.clone()),
         };
         let allowed_roles = match request.string_list("allowed_roles")? {
             Some(roles) => roles,
-            None => existing.as_ref().map(|record| record.allowed_roles.clone()).unwrap_or_default(),
+            None => existing
+                .as_ref()
+                .map(|record| record.allowed_roles.clone())
+                .unwrap_or_default(),
         };
         let password_policy = match request.string("password_policy")? {
             Some(text) if text.is_empty() => None,
             Some(text) => Some(text),
-            None => existing.as_ref().and_then(|record| record.password_policy.clone()),
+            None => existing
+                .as_ref()
+                .and_then(|record| record.password_policy.clone()),
         };
         if let Some(policy) = &password_policy {
             let loaded = crate::password_policy::store::load(&state.store, policy)
@@ -361,7 +376,11 @@ fn write_connection(state: AppState, request: Request) -> HandlerFuture {
                         "field 'password_policy': policy '{policy}' does not exist; write sys/policies/password/{policy} first"
                     ))
                 })?;
-            if loaded.alphabet().into_iter().any(creds::unsafe_in_statements) {
+            if loaded
+                .alphabet()
+                .into_iter()
+                .any(creds::unsafe_in_statements)
+            {
                 return Err(ApiError::bad_request(format!(
                     "field 'password_policy': policy '{policy}' can produce ' or \\, which would break the statements' quoting"
                 )));
@@ -373,7 +392,9 @@ fn write_connection(state: AppState, request: Request) -> HandlerFuture {
                 UsernameTemplate::parse(&text).map_err(ApiError::bad_request)?;
                 Some(text)
             }
-            None => existing.as_ref().and_then(|record| record.username_template.clone()),
+            None => existing
+                .as_ref()
+                .and_then(|record| record.username_template.clone()),
         };
         let password_authentication = match request.string("password_authentication")?.as_deref() {
             Some("password") => PasswordAuthentication::Password,
@@ -409,7 +430,10 @@ fn write_connection(state: AppState, request: Request) -> HandlerFuture {
             Some(text) => Some(text),
             None => existing.as_ref().and_then(|record| record.tls_ca.clone()),
         };
-        let site = match (request.string("site")?.filter(|site| !site.is_empty()), &existing) {
+        let site = match (
+            request.string("site")?.filter(|site| !site.is_empty()),
+            &existing,
+        ) {
             (Some(site), _) => {
                 rotor_common::names::validate_object_name("site", &site)
                     .map_err(|invalid| ApiError::bad_request(format!("field 'site': {invalid}")))?;
@@ -420,17 +444,14 @@ fn write_connection(state: AppState, request: Request) -> HandlerFuture {
                 let sites = registry::sites_with_agents(&state.store)?;
                 let choice = site::choose_site(None, &sites);
                 if let Some(warning) = choice.warning(&mount, &name) {
-                    warnings.push(warning.replace(
-                        &format!("host {name}"),
-                        &format!("connection {name}"),
-                    ));
+                    warnings.push(
+                        warning.replace(&format!("host {name}"), &format!("connection {name}")),
+                    );
                 }
                 choice.site().to_string()
             }
         };
-        let verify_connection = request
-            .bool("verify_connection")?
-            .unwrap_or(true);
+        let verify_connection = request.bool("verify_connection")?.unwrap_or(true);
         let record = ConnectionRecord {
             name: name.clone(),
             plugin_name,
@@ -445,7 +466,9 @@ fn write_connection(state: AppState, request: Request) -> HandlerFuture {
             allowed_roles,
             verify_connection,
             root_rotation_statements: statements(&request, "root_rotation_statements")?
-                .or(existing.as_ref().map(|record| record.root_rotation_statements.clone()))
+                .or(existing
+                    .as_ref()
+                    .map(|record| record.root_rotation_statements.clone()))
                 .unwrap_or_default(),
             password_policy,
             username_template,
@@ -465,7 +488,11 @@ fn write_connection(state: AppState, request: Request) -> HandlerFuture {
             tracing::info!(%mount, connection = %name, site = %record.site, %server_version, "database connection verified");
         }
         state.store.write(|tx| {
-            tx.put(Table::DatabaseConnections, &model::key(&mount, &name), &record)
+            tx.put(
+                Table::DatabaseConnections,
+                &model::key(&mount, &name),
+                &record,
+            )
         })?;
         let mut response = ApiResponse::empty();
         for warning in warnings {
@@ -476,7 +503,11 @@ fn write_connection(state: AppState, request: Request) -> HandlerFuture {
 }
 
 /// Connects through an agent of the connection's site; answers the server's version.
-async fn verify(state: &AppState, mount: &str, record: &ConnectionRecord) -> Result<String, String> {
+async fn verify(
+    state: &AppState,
+    mount: &str,
+    record: &ConnectionRecord,
+) -> Result<String, String> {
     let target = model::target(&state.store, mount, record).map_err(|error| error.to_string())?;
     match jobs::run(
         &state.dispatcher,
@@ -500,13 +531,19 @@ async fn verify(state: &AppState, mount: &str, record: &ConnectionRecord) -> Res
 fn reset_connection(state: AppState, request: Request) -> HandlerFuture {
     Box::pin(async move {
         let name = request.param("name");
-        let record = model::get_connection(&state.store, &request.mount, name)?.ok_or_else(|| {
-            ApiError::bad_request(format!("connection '{name}' does not exist at {}config/", request.mount))
-        })?;
+        let record =
+            model::get_connection(&state.store, &request.mount, name)?.ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "connection '{name}' does not exist at {}config/",
+                    request.mount
+                ))
+            })?;
         let server_version = verify(&state, &request.mount, &record)
             .await
             .map_err(|message| ApiError::internal(format!("connection {name}: {message}")))?;
-        Ok(ApiResponse::data(data_map! { "server_version" => server_version }))
+        Ok(ApiResponse::data(
+            data_map! { "server_version" => server_version },
+        ))
     })
 }
 
@@ -551,7 +588,10 @@ fn role_data(record: &RoleRecord) -> serde_json::Map<String, Value> {
 
 fn list_roles(state: AppState, request: Request) -> HandlerFuture {
     Box::pin(async move {
-        Ok(ApiResponse::keys(model::list_roles(&state.store, &request.mount)?))
+        Ok(ApiResponse::keys(model::list_roles(
+            &state.store,
+            &request.mount,
+        )?))
     })
 }
 
@@ -559,7 +599,10 @@ fn read_role(state: AppState, request: Request) -> HandlerFuture {
     Box::pin(async move {
         let name = request.param("name");
         let record = model::get_role(&state.store, &request.mount, name)?.ok_or_else(|| {
-            ApiError::not_found(format!("role '{name}' does not exist at {}roles/", request.mount))
+            ApiError::not_found(format!(
+                "role '{name}' does not exist at {}roles/",
+                request.mount
+            ))
         })?;
         Ok(ApiResponse::data(role_data(&record)))
     })
@@ -598,7 +641,9 @@ fn write_role(state: AppState, request: Request) -> HandlerFuture {
             )));
         }
         let creation_statements = statements(&request, "creation_statements")?
-            .or(existing.as_ref().map(|record| record.creation_statements.clone()))
+            .or(existing
+                .as_ref()
+                .map(|record| record.creation_statements.clone()))
             .unwrap_or_default();
         if creation_statements.is_empty() {
             return Err(ApiError::bad_request(
@@ -610,17 +655,27 @@ fn write_role(state: AppState, request: Request) -> HandlerFuture {
             if !joined.contains(placeholder) {
                 return Err(ApiError::bad_request(format!(
                     "field 'creation_statements': {placeholder} is missing, so the role Rotor creates could not be {}",
-                    if placeholder == "{{name}}" { "named, tracked and dropped" } else { "logged into with the password Rotor issues" }
+                    if placeholder == "{{name}}" {
+                        "named, tracked and dropped"
+                    } else {
+                        "logged into with the password Rotor issues"
+                    }
                 )));
             }
         }
         let default_ttl_secs = match request.duration("default_ttl")? {
             Some(duration) => duration.as_secs(),
-            None => existing.as_ref().map(|record| record.default_ttl_secs).unwrap_or(0),
+            None => existing
+                .as_ref()
+                .map(|record| record.default_ttl_secs)
+                .unwrap_or(0),
         };
         let max_ttl_secs = match request.duration("max_ttl")? {
             Some(duration) => duration.as_secs(),
-            None => existing.as_ref().map(|record| record.max_ttl_secs).unwrap_or(0),
+            None => existing
+                .as_ref()
+                .map(|record| record.max_ttl_secs)
+                .unwrap_or(0),
         };
         if max_ttl_secs > 0 && default_ttl_secs > max_ttl_secs {
             return Err(ApiError::bad_request(format!(
@@ -638,7 +693,9 @@ fn write_role(state: AppState, request: Request) -> HandlerFuture {
             creation_statements,
             revocation_statements: keep(
                 "revocation_statements",
-                existing.as_ref().map(|record| &record.revocation_statements),
+                existing
+                    .as_ref()
+                    .map(|record| &record.revocation_statements),
             )?,
             rollback_statements: keep(
                 "rollback_statements",
@@ -652,7 +709,9 @@ fn write_role(state: AppState, request: Request) -> HandlerFuture {
             max_ttl_secs,
             revoke_terminates_sessions: request
                 .bool("revoke_terminates_sessions")?
-                .or(existing.as_ref().map(|record| record.revoke_terminates_sessions))
+                .or(existing
+                    .as_ref()
+                    .map(|record| record.revoke_terminates_sessions))
                 .unwrap_or(true),
         };
         state
@@ -665,7 +724,9 @@ fn write_role(state: AppState, request: Request) -> HandlerFuture {
 fn delete_role(state: AppState, request: Request) -> HandlerFuture {
     Box::pin(async move {
         let key = model::key(&request.mount, request.param("name"));
-        state.store.write(|tx| tx.delete(Table::DatabaseRoles, &key))?;
+        state
+            .store
+            .write(|tx| tx.delete(Table::DatabaseRoles, &key))?;
         Ok(ApiResponse::empty())
     })
 }

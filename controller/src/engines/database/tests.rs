@@ -13,7 +13,11 @@ use crate::testing::{call, services};
 
 const MOUNT: &str = "database/";
 
-async fn write(state: &AppState, path: &str, body: serde_json::Value) -> Result<ApiResponse, ApiError> {
+async fn write(
+    state: &AppState,
+    path: &str,
+    body: serde_json::Value,
+) -> Result<ApiResponse, ApiError> {
     call(state, paths(), MOUNT, Operation::Write, path, body).await
 }
 
@@ -44,7 +48,10 @@ async fn configured() -> AppState {
 fn bad_request(result: Result<ApiResponse, ApiError>, expected: &str) {
     let error = result.expect_err(expected);
     assert_eq!(error.status.as_u16(), 400, "{error}");
-    assert!(error.message.contains(expected), "expected '{expected}' in: {error}");
+    assert!(
+        error.message.contains(expected),
+        "expected '{expected}' in: {error}"
+    );
 }
 
 #[tokio::test]
@@ -80,11 +87,21 @@ async fn bad_input_is_a_400_naming_the_field() {
     let state = configured().await;
     let create = "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}'";
     bad_request(
-        write(&state, "roles/readonly", json!({"db_name": "nope", "creation_statements": create})).await,
+        write(
+            &state,
+            "roles/readonly",
+            json!({"db_name": "nope", "creation_statements": create}),
+        )
+        .await,
         "field 'db_name'",
     );
     bad_request(
-        write(&state, "roles/other", json!({"db_name": "pg", "creation_statements": create})).await,
+        write(
+            &state,
+            "roles/other",
+            json!({"db_name": "pg", "creation_statements": create}),
+        )
+        .await,
         "'allowed_roles'",
     );
     bad_request(
@@ -136,8 +153,16 @@ async fn bad_input_is_a_400_naming_the_field() {
     )
     .await
     .expect("role");
-    let role = read(&state, "roles/readonly").await.expect("read").data.expect("data");
-    assert_eq!(role["creation_statements"].as_array().map(Vec::len), Some(1), "{role:?}");
+    let role = read(&state, "roles/readonly")
+        .await
+        .expect("read")
+        .data
+        .expect("data");
+    assert_eq!(
+        role["creation_statements"].as_array().map(Vec::len),
+        Some(1),
+        "{role:?}"
+    );
     assert_eq!(role["default_ttl"], 3600);
 }
 
@@ -158,8 +183,17 @@ async fn creds_that_could_not_be_created_leave_no_lease() {
     assert_eq!(error.status.as_u16(), 500, "{error}");
     assert!(error.message.contains("site 'a'"), "{error}");
     assert!(error.message.contains("the lease was dropped"), "{error}");
-    assert!(state.leases.of_kind(SECRET_KIND).expect("leases").is_empty());
-    bad_request(read(&state, "creds/missing").await, "role 'missing' does not exist");
+    assert!(
+        state
+            .leases
+            .of_kind(SECRET_KIND)
+            .expect("leases")
+            .is_empty()
+    );
+    bad_request(
+        read(&state, "creds/missing").await,
+        "role 'missing' does not exist",
+    );
 }
 
 #[tokio::test]
@@ -210,7 +244,10 @@ async fn a_lease_left_creating_is_revoked_at_recovery() {
         )
         .expect("lease");
     assert_eq!(creds::recover_creating(&state.leases), 1);
-    let recovered = state.leases.lookup(&creating.lease_id).expect("kept until revoked");
+    let recovered = state
+        .leases
+        .lookup(&creating.lease_id)
+        .expect("kept until revoked");
     assert!(recovered.expire_unix <= crate::tokens::now_unix());
     let untouched = state.leases.lookup(&issued.lease_id).expect("issued");
     assert_eq!(untouched.expire_unix, issued.expire_unix);
@@ -218,5 +255,8 @@ async fn a_lease_left_creating_is_revoked_at_recovery() {
 
 #[test]
 fn expiration_is_what_valid_until_reads() {
-    assert_eq!(creds::expiration_text(1_515_625_519), "2018-01-10 23:05:19+0000");
+    assert_eq!(
+        creds::expiration_text(1_515_625_519),
+        "2018-01-10 23:05:19+0000"
+    );
 }

@@ -57,7 +57,9 @@ pub fn parse(url: &str) -> Result<ParsedUrl, String> {
     let rest = url
         .strip_prefix("postgresql://")
         .or_else(|| url.strip_prefix("postgres://"))
-        .ok_or_else(|| refused("it must start with postgresql:// (key=value strings are not supported)"))?;
+        .ok_or_else(|| {
+            refused("it must start with postgresql:// (key=value strings are not supported)")
+        })?;
     let (before_query, query) = match rest.split_once('?') {
         Some((before, query)) => (before, Some(query)),
         None => (rest, None),
@@ -101,7 +103,9 @@ pub fn parse(url: &str) -> Result<ParsedUrl, String> {
         }
     };
     if host.is_empty() || host.contains(',') {
-        return Err(refused("the host is missing (one host; lists are not supported)"));
+        return Err(refused(
+            "the host is missing (one host; lists are not supported)",
+        ));
     }
     let port = match port {
         None | Some("") => 5432,
@@ -119,7 +123,11 @@ pub fn parse(url: &str) -> Result<ParsedUrl, String> {
     };
     let mut ssl_mode = SslMode::Prefer;
     let mut connect_timeout_secs = None;
-    for pair in query.unwrap_or("").split('&').filter(|pair| !pair.is_empty()) {
+    for pair in query
+        .unwrap_or("")
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+    {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         match key {
             "sslmode" => {
@@ -138,7 +146,9 @@ pub fn parse(url: &str) -> Result<ParsedUrl, String> {
             }
             "connect_timeout" => {
                 connect_timeout_secs = Some(value.parse::<u64>().map_err(|_| {
-                    refused(format!("connect_timeout '{value}' is not a whole number of seconds"))
+                    refused(format!(
+                        "connect_timeout '{value}' is not a whole number of seconds"
+                    ))
                 })?);
             }
             "sslrootcert" => {
@@ -151,9 +161,7 @@ pub fn parse(url: &str) -> Result<ParsedUrl, String> {
         }
     }
     let query_text = query.map(|query| format!("?{query}")).unwrap_or_default();
-    let redacted = format!(
-        "postgresql://{shown_userinfo}{hostport}/{database}{query_text}"
-    );
+    let redacted = format!("postgresql://{shown_userinfo}{hostport}/{database}{query_text}");
     Ok(ParsedUrl {
         host,
         port,
@@ -179,7 +187,11 @@ mod tests {
         assert_eq!(parsed.ssl_mode, SslMode::Prefer);
         assert_eq!(parsed.literal_username.as_deref(), Some("root"));
         assert_eq!(parsed.literal_password.as_deref(), Some("rootpassword"));
-        assert!(!parsed.redacted.contains("rootpassword"), "{}", parsed.redacted);
+        assert!(
+            !parsed.redacted.contains("rootpassword"),
+            "{}",
+            parsed.redacted
+        );
         assert_eq!(
             parsed.redacted,
             "postgresql://root:{{password}}@localhost:5432/myapp"

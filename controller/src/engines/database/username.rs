@@ -81,7 +81,11 @@ fn parse_action(action: &str) -> Result<Piece, String> {
                 .filter(|number| *number > 0)
                 .ok_or_else(|| refused(format!("'{number}' is not a length")))?;
             (
-                piece.trim().trim_start_matches('(').trim_end_matches(')').trim(),
+                piece
+                    .trim()
+                    .trim_start_matches('(')
+                    .trim_end_matches(')')
+                    .trim(),
                 Some(length),
             )
         }
@@ -140,16 +144,22 @@ impl UsernameTemplate {
             })
             .sum();
         if random < 8 {
-            return Err(refused("it has less than 8 random characters, so names could repeat"));
+            return Err(refused(
+                "it has less than 8 random characters, so names could repeat",
+            ));
         }
         if random > MAX_NAME_BYTES / 2 {
             return Err(refused("its random parts leave no room for the rest"));
         }
         for piece in &pieces {
             if let Piece::Literal(text) = piece
-                && !text.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                && !text
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
             {
-                return Err(refused(format!("literal text '{text}' may hold only letters, digits, '-' and '_'")));
+                return Err(refused(format!(
+                    "literal text '{text}' may hold only letters, digits, '-' and '_'"
+                )));
             }
         }
         Ok(Self { pieces })
@@ -188,7 +198,13 @@ impl UsernameTemplate {
 
 fn sanitized(text: &str) -> String {
     text.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -230,10 +246,8 @@ mod tests {
 
     #[test]
     fn long_names_lose_description_never_randomness() {
-        let template = UsernameTemplate::parse(
-            "{{.DisplayName}}-{{.RoleName}}-{{random 20}}",
-        )
-        .expect("parse");
+        let template =
+            UsernameTemplate::parse("{{.DisplayName}}-{{.RoleName}}-{{random 20}}").expect("parse");
         let display = "d".repeat(80);
         let role = "a-really-long-role-name-for-reporting-and-analytics";
         let mut draws = 0;
@@ -249,12 +263,14 @@ mod tests {
 
     #[test]
     fn templates_in_both_spellings_and_refusals() {
-        let vault = UsernameTemplate::parse(
-            "v_{{truncate 4 (.RoleName)}}_{{random 10}}",
-        )
-        .expect("vault spelling");
-        assert_eq!(vault.render("x", "reporting", 0, fixed), "v_repo_rrrrrrrrrr");
-        let piped = UsernameTemplate::parse("{{.RoleName | truncate 3}}-{{random 8}}").expect("pipe");
+        let vault = UsernameTemplate::parse("v_{{truncate 4 (.RoleName)}}_{{random 10}}")
+            .expect("vault spelling");
+        assert_eq!(
+            vault.render("x", "reporting", 0, fixed),
+            "v_repo_rrrrrrrrrr"
+        );
+        let piped =
+            UsernameTemplate::parse("{{.RoleName | truncate 3}}-{{random 8}}").expect("pipe");
         assert_eq!(piped.render("x", "reporting", 0, fixed), "rep-rrrrrrrr");
         for (text, expected) in [
             ("{{.RoleName}}", "less than 8 random"),
