@@ -7,6 +7,7 @@ pub mod acl;
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod change;
 pub mod cli;
 pub mod config;
 pub mod dispatch;

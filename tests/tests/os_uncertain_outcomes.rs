@@ -256,3 +256,109 @@ fn only_the_sites_agent_reaches_the_host_and_without_it_rotation_fails_cleanly()
     assert_password(&host, "app1", &before);
     Ok(())
 }
+
+/// Lines of sshd's log that speak of a login as `user` (a probe of a pending change logs in
+/// as the account itself).
+fn logins_as(host: &Host, user: &str) -> Result<usize> {
+    let needle = format!(" for {user} from ");
+    Ok(host
+        .auth_log()?
+        .lines()
+        .filter(|line| line.contains(&needle))
+        .count())
+}
+
+#[test]
+fn a_change_applied_before_a_controller_kill_settles_from_the_agents_journal() -> Result<()> {
+    if skip_requested("a_change_applied_before_a_controller_kill_settles_from_the_agents_journal") {
+        return Ok(());
+    }
+    let site = Site::new("journal")?;
+    let (host, rotor) = setup(&site)?;
+    // The parent's chpasswd marks the moment the host has the new password, then holds the
+    // job's answer back: the controller is killed in that window, after the change and
+    // before its result arrives. The agent finishes the job meanwhile and journals it.
+    host.exec(
+        "rm -f /tmp/applied /tmp/done && printf '#!/bin/sh\\n/usr/sbin/chpasswd\\nrc=$?\\ntouch /tmp/applied\\nsleep 2\\ntouch /tmp/done\\nexit $rc\\n' > /usr/local/sbin/slow-chpasswd",
+    )?;
+    let before = known_password(&rotor, "app1")?;
+    let probes_before = logins_as(&host, "app1")?;
+    let path = format!("os/hosts/{HOST}/accounts/app1/rotate");
+    std::thread::scope(|scope| -> Result<()> {
+        let rotation = scope.spawn(|| rotor.controller().cli_output(&["write", "-f", &path]));
+        wait_until(
+            "the host applied the change",
+            Duration::from_secs(60),
+            || Ok(host.exec_output("test -e /tmp/applied")?.success()),
+        )?;
+        rotor.kill_controller()?;
+        let _ = rotation.join();
+        wait_until("the agent's job finished", Duration::from_secs(30), || {
+            Ok(host.exec_output("test -e /tmp/done")?.success())
+        })?;
+        Ok(())
+    })?;
+    rotor.restart_controller()?;
+    assert_eq!(
+        wait_settled(&rotor, "app1", Duration::from_secs(60))?,
+        "in_sync"
+    );
+    let after = known_password(&rotor, "app1")?;
+    assert_ne!(
+        after, before,
+        "the change the host applied must be committed"
+    );
+    assert_eq!(
+        logins_as(&host, "app1")?,
+        probes_before,
+        "the change must settle from the agent's journal, without a probe login"
+    );
+    let logs = rotor.controller_logs()?;
+    assert!(
+        logs.contains("settled from the agent's journal"),
+        "the controller must say how it settled the change:\n{logs}"
+    );
+    let metrics = rotor.cli_json(&["read", "sys/metrics"])?.to_string();
+    assert!(
+        metrics.contains("agent_journal"),
+        "sys/metrics must count the settlement from the journal: {metrics}"
+    );
+    assert_password(&host, "app1", &after);
+    assert_not_password(&host, "app1", &before);
+    Ok(())
+}
+
+#[test]
+fn deleting_an_account_mid_rotation_is_refused_until_the_change_settles() -> Result<()> {
+    if skip_requested("deleting_an_account_mid_rotation_is_refused_until_the_change_settles") {
+        return Ok(());
+    }
+    let site = Site::new("delmid")?;
+    let (host, rotor) = setup(&site)?;
+    let account = format!("os/hosts/{HOST}/accounts/app1");
+    let rotate = format!("{account}/rotate");
+    std::thread::scope(|scope| -> Result<()> {
+        let rotation = scope.spawn(|| rotor.controller().cli_output(&["write", "-f", &rotate]));
+        wait_until("the rotation is in flight", Duration::from_secs(30), || {
+            Ok(rotor.cli_json(&["read", &account])?["data"]["status"] == "rotating")
+        })?;
+        let refused = rotor.controller().cli_output(&["delete", &account])?;
+        assert!(!refused.success(), "a delete mid-rotation must be refused");
+        assert!(
+            refused.stderr.contains("password change in flight") && refused.stderr.contains("job "),
+            "the refusal must name the change: {}",
+            refused.stderr
+        );
+        let _ = rotation.join();
+        Ok(())
+    })?;
+    assert_eq!(
+        wait_settled(&rotor, "app1", Duration::from_secs(60))?,
+        "in_sync"
+    );
+    // The host has exactly the password Rotor knows; now the delete goes through.
+    assert_password(&host, "app1", &known_password(&rotor, "app1")?);
+    rotor.cli(&["delete", &account])?;
+    assert!(rotor.cli_json(&["read", &account]).is_err());
+    Ok(())
+}

@@ -91,7 +91,10 @@ pub async fn run(
             protocol_version: wire::PROTOCOL_VERSION,
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
             site: identity.state.site.clone(),
-            capabilities: vec!["echo".into()],
+            capabilities: rotor_common::wire::AGENT_CAPABILITIES
+                .iter()
+                .map(|capability| capability.to_string())
+                .collect(),
             unacknowledged_results: journal.unacknowledged(),
         });
         write_frame(&mut send, &hello)

@@ -67,7 +67,8 @@ pub struct Hello {
     pub agent_version: String,
     /// The site the agent serves (must match what the controller recorded at enrollment).
     pub site: String,
-    /// What this agent can execute, e.g. `"ssh"`, `"local"`.
+    /// The job kinds this agent can run ([`JobKind::capability`] names, e.g. `"os"`); the
+    /// controller never sends it a job of another kind.
     pub capabilities: Vec<String>,
     /// Results recorded in the agent's journal that the controller has not acknowledged yet.
     pub unacknowledged_results: Vec<JobResult>,
@@ -179,7 +180,25 @@ pub enum JobKind {
     Database(super::database::DbJob),
 }
 
+/// The capabilities (job kinds) this release's agent can run, as it sends them in
+/// [`Hello::capabilities`]; the controller sends a job only to an agent that lists its
+/// [`JobKind::capability`].
+pub const AGENT_CAPABILITIES: &[&str] = &[JobKind::ECHO, JobKind::OS];
+
 impl JobKind {
+    /// The capability of [`JobKind::Echo`].
+    pub const ECHO: &'static str = "echo";
+    /// The capability of [`JobKind::Os`].
+    pub const OS: &'static str = "os";
+
+    /// The capability an agent must advertise to be sent this job.
+    pub fn capability(&self) -> &'static str {
+        match self {
+            JobKind::Echo { .. } => Self::ECHO,
+            JobKind::Os(_) => Self::OS,
+        }
+    }
+
     /// Whether the job changes a credential on its target. Its result is evidence the
     /// controller must keep until it has committed it, so the agent's journal entry is
     /// acknowledged only then (not when the result arrives).

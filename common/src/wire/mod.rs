@@ -24,8 +24,9 @@ pub use frame::{
     read_frame_payload, split_frame, write_frame,
 };
 pub use messages::{
-    AgentMessage, AgentMetrics, ControllerMessage, EnrollRequest, FailureCertainty, Hello, Job,
-    JobFailure, JobKind, JobOutcome, JobReply, JobResult, OtpVerifyRequest,
+    AGENT_CAPABILITIES, AgentMessage, AgentMetrics, ControllerMessage, EnrollRequest,
+    FailureCertainty, Hello, Job, JobFailure, JobKind, JobOutcome, JobReply, JobResult,
+    OtpVerifyRequest,
 };
 pub use version::{
     FirstFrameError, MIN_SUPPORTED_PROTOCOL_VERSION, check_compatible, decode_agent_first_frame,

@@ -31,6 +31,8 @@ pub struct AgentLink {
     pub site: String,
     pub remote_address: SocketAddr,
     pub agent_version: String,
+    /// The job kinds the agent said it can run (`Hello.capabilities`).
+    pub capabilities: Vec<String>,
     pub connected_unix: u64,
     pub connection: quinn::Connection,
     /// Unix seconds of the last frame heard from the agent; read by the watchdog and the API.
@@ -52,6 +54,11 @@ pub enum LinkError {
 }
 
 impl AgentLink {
+    /// Whether the agent can run a job needing `capability` (None: any agent can).
+    pub fn can_run(&self, capability: Option<&str>) -> bool {
+        capability.is_none_or(|wanted| self.capabilities.iter().any(|have| have == wanted))
+    }
+
     pub fn last_seen_unix(&self) -> u64 {
         self.last_seen_unix.load(Ordering::Relaxed)
     }
@@ -112,13 +119,25 @@ pub struct Heartbeat {
     pub missed_beats_allowed: u32,
 }
 
+/// Who an admitted agent is: its certificate's identity, its enrolled site, and what its
+/// `Hello` said of itself.
+pub struct Admitted {
+    pub agent_id: AgentId,
+    pub site: String,
+    pub agent_version: String,
+    pub capabilities: Vec<String>,
+}
+
 /// Starts a link on an admitted connection whose control stream is `(send, recv)`, and runs
 /// its reader, writer and watchdog until the connection ends. Answers the link at once; the
 /// returned future completes when the link is down.
 pub fn start(
-    agent_id: AgentId,
-    site: String,
-    agent_version: String,
+    Admitted {
+        agent_id,
+        site,
+        agent_version,
+        capabilities,
+    }: Admitted,
     connection: quinn::Connection,
     send: quinn::SendStream,
     recv: quinn::RecvStream,
@@ -133,6 +152,7 @@ pub fn start(
         site,
         remote_address: connection.remote_address(),
         agent_version,
+        capabilities,
         connected_unix: now_unix(),
         connection,
         last_seen_unix: AtomicU64::new(now_unix()),

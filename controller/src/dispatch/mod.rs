@@ -83,6 +83,16 @@ pub enum DispatchError {
     NoAgentForSite(String),
     #[error("agent {0} is not connected; start it, or check its link to the controller")]
     NotConnected(String),
+    /// Agents of the site are connected, but none advertises the job's kind: certain it did
+    /// not run (an old agent is never sent a job it does not know).
+    #[error(
+        "no connected agent of site '{site}' can run {capability} jobs (connected: {agents}); upgrade the site's agents to a release that has them"
+    )]
+    NoCapableAgent {
+        site: String,
+        capability: String,
+        agents: String,
+    },
     /// Agents were connected but none had a free slot in time: certain the job did not run.
     #[error(
         "no slot freed for a job of site '{site}' within {waited_secs}s ({detail}); the job was not sent: add agents to the site or raise max_jobs_per_agent / max_jobs_per_host"
@@ -357,6 +367,7 @@ impl Dispatcher {
             .map(|link| queue::ConnectedAgent {
                 agent: link.agent_id.as_str(),
                 site: &link.site,
+                capabilities: &link.capabilities,
             })
             .collect();
         let Ok(mut queues) = self.inner.queues.lock() else {
@@ -390,12 +401,13 @@ impl Dispatcher {
         site: &str,
         host: Option<&str>,
         only_agent: Option<&str>,
+        capability: Option<&str>,
         until: tokio::time::Instant,
     ) -> Result<Slot, DispatchError> {
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let ticket = match self.inner.queues.lock() {
             Ok(mut queues) => {
-                let ticket = queues.admission.enqueue(site, host, only_agent);
+                let ticket = queues.admission.enqueue(site, host, only_agent, capability);
                 queues.waiters.insert(ticket, sender);
                 ticket
             }
@@ -426,7 +438,7 @@ impl Dispatcher {
                 Ok(answer) => break answer.ok(),
                 Err(_) => {
                     let now = tokio::time::Instant::now();
-                    if now >= queue_until || !self.has_agent_for(site, only_agent) {
+                    if now >= queue_until || !self.has_agent_for(site, only_agent, capability) {
                         break None;
                     }
                     // Busy but connected: the queue drains at the agents' pace; keep waiting,
@@ -446,17 +458,23 @@ impl Dispatcher {
                 host: host.map(str::to_string),
                 agent,
             }),
-            None => Err(self.no_slot_error(site, host, only_agent, started.elapsed())),
+            None => Err(self.no_slot_error(site, host, only_agent, capability, started.elapsed())),
         }
     }
 
-    /// Whether the job's agent (or, for a site job, any agent of the site) is connected.
-    fn has_agent_for(&self, site: &str, only_agent: Option<&str>) -> bool {
-        let connected = self.connected_agents(site);
-        match only_agent {
-            Some(agent) => connected.iter().any(|id| id.as_str() == agent),
-            None => !connected.is_empty(),
-        }
+    /// Whether the job's agent (or, for a site job, any agent of the site) is connected and
+    /// can run the job's kind.
+    fn has_agent_for(
+        &self,
+        site: &str,
+        only_agent: Option<&str>,
+        capability: Option<&str>,
+    ) -> bool {
+        self.links_snapshot().iter().any(|link| {
+            link.site == site
+                && only_agent.is_none_or(|agent| link.agent_id.as_str() == agent)
+                && link.can_run(capability)
+        })
     }
 
     fn no_slot_error(
@@ -464,6 +482,7 @@ impl Dispatcher {
         site: &str,
         host: Option<&str>,
         only_agent: Option<&str>,
+        capability: Option<&str>,
         waited: Duration,
     ) -> DispatchError {
         let connected = self.connected_agents(site);
@@ -473,6 +492,29 @@ impl Dispatcher {
             }
         } else if connected.is_empty() {
             return DispatchError::NoAgentForSite(site.to_string());
+        }
+        if let Some(capability) = capability
+            && !self.has_agent_for(site, only_agent, Some(capability))
+        {
+            let agents = self
+                .links_snapshot()
+                .iter()
+                .filter(|link| link.site == site)
+                .map(|link| {
+                    format!(
+                        "{} (rotor-agent {}, runs {})",
+                        link.agent_id,
+                        link.agent_version,
+                        link.capabilities.join(", ")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            return DispatchError::NoCapableAgent {
+                site: site.to_string(),
+                capability: capability.to_string(),
+                agents,
+            };
         }
         let mut detail = match self.inner.queues.lock() {
             Ok(queues) => {
@@ -547,7 +589,9 @@ impl Dispatcher {
                     (link.site.clone(), Some(id.as_str()))
                 }
             };
-            let slot = self.acquire_slot(&site, host, only_agent, until).await?;
+            let slot = self
+                .acquire_slot(&site, host, only_agent, Some(kind.capability()), until)
+                .await?;
             let Some(link) = self.link(&slot.agent) else {
                 // The agent left between the grant and now: nothing was sent; wait again.
                 drop(slot);
@@ -942,9 +986,12 @@ impl Dispatcher {
             }
         }
         let (link, running) = link::start(
-            agent_id.clone(),
-            record.site.clone(),
-            hello.agent_version.clone(),
+            link::Admitted {
+                agent_id: agent_id.clone(),
+                site: record.site.clone(),
+                agent_version: hello.agent_version.clone(),
+                capabilities: hello.capabilities.clone(),
+            },
             connection,
             send,
             recv,

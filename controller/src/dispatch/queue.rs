@@ -37,6 +37,15 @@ pub struct Grant {
 pub struct ConnectedAgent<'a> {
     pub agent: &'a str,
     pub site: &'a str,
+    /// The job kinds it can run (its `Hello.capabilities`).
+    pub capabilities: &'a [String],
+}
+
+impl ConnectedAgent<'_> {
+    /// Whether it can run a job needing `capability` (None: any agent can).
+    pub fn can_run(&self, capability: Option<&str>) -> bool {
+        capability.is_none_or(|wanted| self.capabilities.iter().any(|have| have == wanted))
+    }
 }
 
 #[derive(Debug)]
@@ -45,6 +54,8 @@ struct Ticket {
     host: Option<String>,
     /// Set for jobs addressed to one agent (`JobTarget::Agent`).
     only_agent: Option<String>,
+    /// The capability the job's kind needs (`JobKind::capability`); None: any agent.
+    capability: Option<String>,
 }
 
 /// What fairness rotates over: a host, or a single job that names no host.
@@ -106,6 +117,7 @@ impl Admission {
         site: &str,
         host: Option<&str>,
         only_agent: Option<&str>,
+        capability: Option<&str>,
     ) -> TicketId {
         let id = self.next_ticket;
         self.next_ticket += 1;
@@ -122,6 +134,7 @@ impl Admission {
             id,
             host: host.map(str::to_string),
             only_agent: only_agent.map(str::to_string),
+            capability: capability.map(str::to_string),
         });
         queue.depth += 1;
         if only_agent.is_some() {
@@ -193,10 +206,10 @@ impl Admission {
         let mut grants = Vec::new();
         let sites: Vec<String> = self.sites.keys().cloned().collect();
         for site in sites {
-            let agents: Vec<&str> = connected
+            let agents: Vec<ConnectedAgent<'_>> = connected
                 .iter()
                 .filter(|agent| agent.site == site)
-                .map(|agent| agent.agent)
+                .copied()
                 .collect();
             while let Some(grant) = self.grant_one(&site, &agents) {
                 grants.push(grant);
@@ -205,14 +218,19 @@ impl Admission {
         grants
     }
 
-    fn grant_one(&mut self, site: &str, agents: &[&str]) -> Option<Grant> {
+    fn grant_one(&mut self, site: &str, agents: &[ConnectedAgent<'_>]) -> Option<Grant> {
         let queue = self.sites.get(site)?;
-        // The agent any job may use: the least loaded under its cap.
-        let least_loaded = agents
-            .iter()
-            .filter(|agent| self.agent_jobs(agent) < self.limits.per_agent)
-            .min_by_key(|agent| self.agent_jobs(agent));
-        if least_loaded.is_none() && queue.pinned == 0 {
+        let under_cap =
+            |agent: &&ConnectedAgent<'_>| self.agent_jobs(agent.agent) < self.limits.per_agent;
+        // The agent a job may use: the least loaded under its cap that can run its kind.
+        let least_loaded = |capability: Option<&str>| {
+            agents
+                .iter()
+                .filter(under_cap)
+                .filter(|agent| agent.can_run(capability))
+                .min_by_key(|agent| self.agent_jobs(agent.agent))
+        };
+        if !agents.iter().any(|agent| under_cap(&agent)) && queue.pinned == 0 {
             return None;
         }
         let mut chosen = None;
@@ -225,14 +243,16 @@ impl Admission {
             {
                 continue;
             }
+            let capability = ticket.capability.as_deref();
             let agent = match ticket.only_agent.as_deref() {
-                None => least_loaded,
-                Some(only) => agents.iter().find(|agent| {
-                    **agent == only && self.agent_jobs(agent) < self.limits.per_agent
-                }),
+                None => least_loaded(capability),
+                Some(only) => agents
+                    .iter()
+                    .filter(under_cap)
+                    .find(|agent| agent.agent == only && agent.can_run(capability)),
             };
             if let Some(agent) = agent {
-                chosen = Some((position, agent.to_string()));
+                chosen = Some((position, agent.agent.to_string()));
                 break;
             }
         }
@@ -304,7 +324,11 @@ mod tests {
 
     fn agents<'a>(list: &[(&'a str, &'a str)]) -> Vec<ConnectedAgent<'a>> {
         list.iter()
-            .map(|(agent, site)| ConnectedAgent { agent, site })
+            .map(|(agent, site)| ConnectedAgent {
+                agent,
+                site,
+                capabilities: &[],
+            })
             .collect()
     }
 
@@ -319,7 +343,9 @@ mod tests {
     fn per_agent_cap_holds_and_a_release_grants_the_next() {
         let mut admission = Admission::new(limits(2, 10));
         let connected = agents(&[("a1", "s")]);
-        let tickets: Vec<_> = (0..3).map(|_| admission.enqueue("s", None, None)).collect();
+        let tickets: Vec<_> = (0..3)
+            .map(|_| admission.enqueue("s", None, None, None))
+            .collect();
         let grants = admission.grant(&connected);
         assert_eq!(grants.len(), 2);
         assert_eq!(admission.agent_jobs("a1"), 2);
@@ -340,7 +366,7 @@ mod tests {
         let mut admission = Admission::new(limits(5, 10));
         let connected = agents(&[("a1", "s"), ("a2", "s"), ("b1", "other")]);
         for _ in 0..4 {
-            admission.enqueue("s", None, None);
+            admission.enqueue("s", None, None, None);
         }
         admission.grant(&connected);
         assert_eq!(admission.agent_jobs("a1"), 2);
@@ -352,9 +378,9 @@ mod tests {
     fn per_host_cap_holds_and_other_hosts_pass_a_blocked_one() {
         let mut admission = Admission::new(limits(10, 1));
         let connected = agents(&[("a1", "s")]);
-        let first_a = admission.enqueue("s", Some("host-a"), None);
-        let _second_a = admission.enqueue("s", Some("host-a"), None);
-        let only_b = admission.enqueue("s", Some("host-b"), None);
+        let first_a = admission.enqueue("s", Some("host-a"), None, None);
+        let _second_a = admission.enqueue("s", Some("host-a"), None, None);
+        let only_b = admission.enqueue("s", Some("host-b"), None, None);
         let grants: Vec<_> = admission
             .grant(&connected)
             .into_iter()
@@ -370,9 +396,9 @@ mod tests {
         let mut admission = Admission::new(limits(1, 100));
         let connected = agents(&[("a1", "s")]);
         let burst: Vec<_> = (0..10)
-            .map(|_| admission.enqueue("s", Some("busy"), None))
+            .map(|_| admission.enqueue("s", Some("busy"), None, None))
             .collect();
-        let lone = admission.enqueue("s", Some("quiet"), None);
+        let lone = admission.enqueue("s", Some("quiet"), None, None);
         let mut order = Vec::new();
         for _ in 0..11 {
             let grants = admission.grant(&connected);
@@ -400,8 +426,8 @@ mod tests {
     fn cancel_removes_only_waiting_tickets() {
         let mut admission = Admission::new(limits(1, 1));
         let connected = agents(&[("a1", "s")]);
-        let granted = admission.enqueue("s", Some("h"), None);
-        let waiting = admission.enqueue("s", Some("h"), None);
+        let granted = admission.enqueue("s", Some("h"), None, None);
+        let waiting = admission.enqueue("s", Some("h"), None, None);
         assert_eq!(admission.grant(&connected).len(), 1);
         assert!(!admission.cancel(granted));
         assert!(admission.cancel(waiting));
@@ -415,8 +441,8 @@ mod tests {
     fn jobs_for_one_agent_wait_for_that_agent() {
         let mut admission = Admission::new(limits(1, 10));
         let connected = agents(&[("a1", "s"), ("a2", "s")]);
-        admission.enqueue("s", None, Some("a1"));
-        admission.enqueue("s", None, Some("a1"));
+        admission.enqueue("s", None, Some("a1"), None);
+        admission.enqueue("s", None, Some("a1"), None);
         let grants = admission.grant(&connected);
         assert_eq!(grants.len(), 1);
         assert_eq!(grants[0].agent, "a1");
@@ -428,11 +454,11 @@ mod tests {
     fn a_job_for_one_agent_is_still_granted_when_the_site_is_full() {
         let mut admission = Admission::new(limits(1, 10));
         let connected = agents(&[("a1", "s"), ("a2", "s")]);
-        admission.enqueue("s", None, None);
-        admission.enqueue("s", None, None);
-        admission.enqueue("s", None, None);
+        admission.enqueue("s", None, None, None);
+        admission.enqueue("s", None, None, None);
+        admission.enqueue("s", None, None, None);
         assert_eq!(admission.grant(&connected).len(), 2);
-        let for_a1 = admission.enqueue("s", None, Some("a1"));
+        let for_a1 = admission.enqueue("s", None, Some("a1"), None);
         assert!(admission.grant(&connected).is_empty());
         admission.release("s", None, "a1");
         let grants = admission.grant(&connected);
@@ -450,12 +476,47 @@ mod tests {
     #[test]
     fn queued_jobs_go_to_whichever_agent_is_connected_when_a_slot_frees() {
         let mut admission = Admission::new(limits(1, 10));
-        admission.enqueue("s", None, None);
-        admission.enqueue("s", None, None);
+        admission.enqueue("s", None, None, None);
+        admission.enqueue("s", None, None, None);
         assert_eq!(admission.grant(&agents(&[("a1", "s")])).len(), 1);
         // a1 is gone (its job ends as its link drops); the waiting job goes to a2.
         let grants = admission.grant(&agents(&[("a2", "s")]));
         assert_eq!(grants.len(), 1);
         assert_eq!(grants[0].agent, "a2");
+    }
+
+    #[test]
+    fn a_job_goes_only_to_an_agent_that_can_run_its_kind() {
+        let mut admission = Admission::new(limits(4, 10));
+        let os: Vec<String> = vec!["echo".into(), "os".into()];
+        let old: Vec<String> = vec!["echo".into()];
+        let connected = |old_only: bool| {
+            let mut list = vec![ConnectedAgent {
+                agent: "old",
+                site: "s",
+                capabilities: &old,
+            }];
+            if !old_only {
+                list.push(ConnectedAgent {
+                    agent: "new",
+                    site: "s",
+                    capabilities: &os,
+                });
+            }
+            list
+        };
+        let needs_os = admission.enqueue("s", Some("h"), None, Some("os"));
+        // Only an old agent: the job waits rather than reach an agent that does not know it.
+        assert!(admission.grant(&connected(true)).is_empty());
+        assert_eq!(admission.queue_depth("s"), 1);
+        let echo = admission.enqueue("s", None, None, Some("echo"));
+        let grants = admission.grant(&connected(false));
+        let by_ticket: HashMap<_, _> = grants
+            .iter()
+            .map(|grant| (grant.ticket, grant.agent.as_str()))
+            .collect();
+        assert_eq!(by_ticket.get(&needs_os), Some(&"new"));
+        // The least loaded capable agent: "old" had nothing in flight.
+        assert_eq!(by_ticket.get(&echo), Some(&"old"));
     }
 }

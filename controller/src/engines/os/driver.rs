@@ -1,10 +1,11 @@
 //! The OS engine's driver: turns API calls into jobs, runs them through the dispatcher,
-//! and applies the rotation core's decisions to the store.
+//! and applies the change core's decisions to the store.
 //!
 //! Owns per-host serialisation (a host's accounts never rotate concurrently), building
 //! `OsJob`s, batching children of one parent into one job, verification after an uncertain
-//! outcome, and recovery of candidates left pending by a crash. Decisions themselves live in
-//! `rotation.rs`; record changes in `model.rs`.
+//! outcome, and recovery of candidates left pending by a crash. It is the executor of the
+//! change core (`crate::change`), which decides; `rotation.rs` says how an account is changed
+//! and probed; record changes live in `model.rs`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,8 +23,9 @@ use super::model::{
     self, AccountRecord, AccountStatus, Connection, HostRecord, OsConfig, PasswordConfirmed,
 };
 use super::password;
-use super::rotation::{self, Decision, JobEnd, Verified};
+use super::rotation::{self, AccountTarget, Recipe};
 use crate::api::ApiError;
+use crate::change::{Action, Answer, Change, ChangeTarget, Event, Knowledge, Policy, ProbeAnswer};
 use crate::dispatch::{DispatchError, Dispatcher, JobTarget};
 use crate::metrics::{self, RotationOutcome, VerificationKind};
 use crate::store::Store;
@@ -31,12 +33,24 @@ use crate::store::Store;
 /// Hosts whose pending changes recover at once (each host's accounts stay in order).
 const RECOVERY_HOSTS_AT_ONCE: usize = 16;
 
-/// Verification logins before "neither password logs in" is believed (see verify_pending_locked).
-const NEITHER_LOOKS: u32 = 3;
+/// How a job ended, as the dispatcher reported it.
+pub enum JobEnd {
+    Answered(JobOutcome),
+    /// The job was never accepted by an agent: certain it did not run.
+    NotRun(String),
+    /// Accepted, then silence (agent lost, deadline passed): it may have run.
+    Unknown(String),
+}
 
-/// Seconds before a certain failure is retried: doubles per failure, capped at an hour.
-fn retry_backoff_secs(failed_attempts: u32) -> u64 {
-    60u64.saturating_mul(1 << failed_attempts.min(6)).min(3600)
+impl JobEnd {
+    /// What a rotation's end says about `username`, for the change core.
+    fn answer_for(&self, username: &str) -> Answer {
+        match self {
+            JobEnd::Answered(outcome) => rotation::read_answer(outcome, username),
+            JobEnd::NotRun(reason) => Answer::NotChanged(reason.clone()),
+            JobEnd::Unknown(detail) => Answer::Unknown(detail.clone()),
+        }
+    }
 }
 
 /// How the metrics name a rotation's end.
@@ -398,7 +412,24 @@ impl OsEngine {
         accounts: Vec<AccountRecord>,
     ) -> Result<Vec<AccountReport>, ApiError> {
         let config = model::read_config(&self.store, mount)?;
+        let policy = Self::change_policy(&config);
         let job_id = JobId::generate();
+        // One change per account, all under the batch's one job id: the id sealed with each
+        // candidate is the id the agent runs and journals.
+        let mut changes: Vec<Change<Password>> = accounts
+            .iter()
+            .map(|account| Change::start(job_id, account.failed_attempts, policy))
+            .collect();
+        for change in &mut changes {
+            match change.poll_action() {
+                Some(Action::Seal { job }) if job == job_id => {}
+                other => {
+                    return Err(ApiError::internal(format!(
+                        "the change core asked for {other:?} before sealing"
+                    )));
+                }
+            }
+        }
         // Fresh candidates every attempt: a retry never replays a password a host refused.
         // Each from the password policy that applies to it (account > host > config > default).
         let candidates: Vec<(String, Password)> = accounts
@@ -408,6 +439,8 @@ impl OsEngine {
                     .map(|candidate| (account.name.clone(), candidate))
             })
             .collect::<Result<_, ApiError>>()?;
+        // A seal that fails sends nothing and leaves whatever the store held (an account
+        // already in flight keeps its own pending change): the error is the answer.
         model::record_pending_candidates(
             &self.store,
             mount,
@@ -415,46 +448,30 @@ impl OsEngine {
             &job_id.to_string(),
             &candidates,
         )?;
-        let by_name: HashMap<&str, &AccountRecord> =
-            accounts.iter().map(|a| (a.name.as_str(), a)).collect();
-        let changes: Vec<AccountChange> = candidates
-            .iter()
-            .filter_map(|(name, candidate)| {
-                by_name.get(name.as_str()).map(|account| AccountChange {
-                    username: account.username.clone(),
-                    new_password: candidate.clone(),
-                })
-            })
-            .collect();
-        let spec = Self::host_spec(&config, host);
-        let job = match (host.connection, parent) {
-            (Connection::Local, _) => OsJob::RotateLocal {
-                command: host.chpasswd_command.clone(),
-                changes,
-            },
-            (Connection::Ssh, Some(parent)) => OsJob::RotateWithParent {
-                host: spec,
-                parent_username: parent.username.clone(),
-                parent_password: model::current_password(&self.store, mount, parent)?,
-                command: host.chpasswd_command.clone(),
-                changes,
-            },
-            (Connection::Ssh, None) => {
-                let account = accounts
-                    .first()
-                    .ok_or_else(|| ApiError::internal("empty rotation batch"))?;
-                OsJob::RotateSelf {
-                    host: spec,
-                    username: account.username.clone(),
-                    current_password: model::current_password(&self.store, mount, account)?,
-                    new_password: changes
-                        .into_iter()
-                        .next()
-                        .map(|change| change.new_password)
-                        .ok_or_else(|| ApiError::internal("empty rotation batch"))?,
+        let now = Instant::now();
+        let mut job_changes = Vec::new();
+        for ((change, (_, candidate)), account) in
+            changes.iter_mut().zip(&candidates).zip(&accounts)
+        {
+            change.handle(Event::Sealed(candidate.clone()), now);
+            match change.poll_action() {
+                Some(Action::Submit { job, candidate }) if job == job_id => {
+                    job_changes.push(AccountChange {
+                        username: account.username.clone(),
+                        new_password: candidate,
+                    })
+                }
+                other => {
+                    return Err(ApiError::internal(format!(
+                        "the change core asked for {other:?} after sealing"
+                    )));
                 }
             }
-        };
+        }
+        let recipe = self.recipe(mount, &config, host, parent, accounts.first())?;
+        let job = recipe
+            .job(job_changes)
+            .ok_or_else(|| ApiError::internal("empty rotation batch"))?;
         let (end, answered_by) = self
             .run_as(
                 mount,
@@ -465,30 +482,25 @@ impl OsEngine {
             )
             .await?;
         self.remember_host_key(mount, host, &end);
-        // Decisions speak of usernames; map them back to account names.
-        let username_batch: Vec<(String, Password)> = candidates
-            .iter()
-            .filter_map(|(name, candidate)| {
-                by_name
-                    .get(name.as_str())
-                    .map(|a| (a.username.clone(), candidate.clone()))
-            })
-            .collect();
-        let decisions = rotation::decide_after_rotation(end, username_batch);
+        let now = Instant::now();
         // Confirmed changes commit together, in one transaction; the rest one by one. Reports
-        // keep the decisions' order.
+        // keep the accounts' order.
         let mut slots: Vec<Option<AccountReport>> = Vec::new();
         let mut confirmed: Vec<(usize, String, PasswordConfirmed)> = Vec::new();
-        for (username, decision) in decisions {
-            let Some(account) = accounts.iter().find(|a| a.username == username) else {
-                continue;
-            };
-            match decision {
-                Decision::Commit(proof) => {
+        for (mut change, account) in changes.into_iter().zip(&accounts) {
+            change.handle(Event::Answered(end.answer_for(&account.username)), now);
+            match change.poll_action() {
+                Some(Action::Commit(proof)) => {
                     confirmed.push((slots.len(), account.name.clone(), proof));
                     slots.push(None);
                 }
-                other => slots.push(Some(self.apply(mount, host, account, other).await?)),
+                Some(first) => {
+                    let report = self
+                        .execute(mount, host, account, &mut change, Some(first))
+                        .await?;
+                    slots.push(Some(report));
+                }
+                None => slots.push(None),
             }
         }
         if !confirmed.is_empty() {
@@ -528,54 +540,247 @@ impl OsEngine {
         Ok(slots.into_iter().flatten().collect())
     }
 
-    async fn apply(
+    /// How the change core paces this mount's changes.
+    fn change_policy(config: &OsConfig) -> Policy {
+        Policy {
+            look_gap: Duration::from_secs(config.step_timeout_secs.clamp(1, 30)),
+            ..Policy::default()
+        }
+    }
+
+    /// How `host`'s passwords are changed for a batch: through `parent`, locally, or by the
+    /// account itself (`first`, the batch's only account).
+    fn recipe(
+        &self,
+        mount: &str,
+        config: &OsConfig,
+        host: &HostRecord,
+        parent: Option<&AccountRecord>,
+        first: Option<&AccountRecord>,
+    ) -> Result<Recipe, ApiError> {
+        Ok(match (host.connection, parent) {
+            (Connection::Local, _) => Recipe::Local {
+                command: host.chpasswd_command.clone(),
+            },
+            (Connection::Ssh, Some(parent)) => Recipe::Parent {
+                host: Self::host_spec(config, host),
+                parent_username: parent.username.clone(),
+                parent_password: model::current_password(&self.store, mount, parent)?,
+                command: host.chpasswd_command.clone(),
+            },
+            (Connection::Ssh, None) => {
+                let account = first.ok_or_else(|| ApiError::internal("empty rotation batch"))?;
+                Recipe::Itself {
+                    host: Self::host_spec(config, host),
+                    current: model::current_password(&self.store, mount, account)?,
+                }
+            }
+        })
+    }
+
+    /// Carries out `change`'s actions for `account` (starting with `first`, already polled)
+    /// until it ends or parks, and reports where the account stands. The caller holds the
+    /// host lock. The executor of the change core for the OS engine.
+    async fn execute(
         &self,
         mount: &str,
         host: &HostRecord,
         account: &AccountRecord,
-        decision: Decision,
+        change: &mut Change<Password>,
+        first: Option<Action<Password>>,
     ) -> Result<AccountReport, ApiError> {
-        match decision {
-            Decision::Commit(proof) => {
-                let version =
-                    model::commit_confirmed(&self.store, mount, &host.name, &account.name, proof)?;
-                tracing::info!(host = %host.name, account = %account.name, version, "password rotated");
-                Ok(AccountReport {
-                    account: account.name.clone(),
-                    committed_version: Some(version),
-                    status: AccountStatus::InSync,
-                    error: None,
-                })
-            }
-            Decision::Drop { reason } => {
-                let retry = retry_backoff_secs(account.failed_attempts);
-                model::drop_pending(
-                    &self.store,
-                    mount,
-                    &host.name,
-                    &account.name,
-                    Some(reason.clone()),
-                    Some(retry),
-                )?;
-                tracing::warn!(host = %host.name, account = %account.name, %reason, "rotation failed; nothing changed on the host");
-                Ok(AccountReport {
-                    account: account.name.clone(),
-                    committed_version: None,
-                    status: AccountStatus::InSync,
-                    error: Some(reason),
-                })
-            }
-            Decision::Verify { detail } => {
-                model::mark_verifying(&self.store, mount, &host.name, &account.name, &detail)?;
-                tracing::warn!(host = %host.name, account = %account.name, %detail, "rotation outcome unknown; verifying by login");
-                self.verify_pending_locked(mount, &host.name, &account.name)
-                    .await
+        let mut next = first;
+        let mut target: Option<AccountTarget> = None;
+        let mut report = AccountReport {
+            account: account.name.clone(),
+            committed_version: None,
+            status: account.status,
+            error: None,
+        };
+        loop {
+            let action = match next.take().or_else(|| change.poll_action()) {
+                Some(action) => action,
+                None => match change.poll_timeout() {
+                    Some(due) => {
+                        tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await;
+                        change.handle_timeout(Instant::now());
+                        continue;
+                    }
+                    None => return Ok(report),
+                },
+            };
+            match action {
+                // Sealing and submitting happen in `rotate_batch_once`, for the whole batch.
+                Action::Seal { .. } | Action::Submit { .. } => {
+                    return Err(ApiError::internal(
+                        "the change core asked to seal or submit outside a rotation",
+                    ));
+                }
+                Action::MarkVerifying { detail } => {
+                    model::mark_verifying(&self.store, mount, &host.name, &account.name, &detail)?;
+                    tracing::warn!(host = %host.name, account = %account.name, %detail, "rotation outcome unknown; verifying by login");
+                    report.status = AccountStatus::Verifying;
+                }
+                Action::ReadJournal { job } => {
+                    let answer = self.journal_answer(mount, host, account, job).await?;
+                    change.handle(Event::Journal(answer), Instant::now());
+                }
+                Action::Probe { candidate, look } => {
+                    if target.is_none() {
+                        target = Some(self.account_target(mount, host, account)?);
+                    }
+                    let Some(target) = &target else { continue };
+                    if look > 1 {
+                        tracing::warn!(host = %host.name, account = %account.name, look,
+                            "verification: neither password logged in; a change may still be landing, looking again");
+                    }
+                    let config = model::read_config(&self.store, mount)?;
+                    let JobKind::Os(job) = target.probe_job(&candidate) else {
+                        return Err(ApiError::internal("the OS engine built a non-OS probe"));
+                    };
+                    let end = self
+                        .run(
+                            mount,
+                            host,
+                            job,
+                            Duration::from_secs(
+                                config.connect_timeout_secs + config.step_timeout_secs * 3,
+                            ),
+                        )
+                        .await?;
+                    let answer = match &end {
+                        JobEnd::Answered(outcome) => target.read_probe(outcome),
+                        JobEnd::NotRun(reason) | JobEnd::Unknown(reason) => {
+                            ProbeAnswer::CouldNotTell(reason.clone())
+                        }
+                    };
+                    let result = match &answer {
+                        ProbeAnswer::CandidateWorks => "candidate_logs_in",
+                        ProbeAnswer::CurrentWorks => "current_logs_in",
+                        ProbeAnswer::NeitherWorks => "neither_logs_in",
+                        ProbeAnswer::CouldNotTell(_) => "inconclusive",
+                    };
+                    let conclusive = !matches!(answer, ProbeAnswer::NeitherWorks)
+                        || look >= Self::change_policy(&config).neither_looks;
+                    if conclusive {
+                        metrics::global().verification_finished(VerificationKind::Pending, result);
+                    }
+                    change.handle(Event::Probed(answer), Instant::now());
+                }
+                Action::Commit(proof) => {
+                    let known_by = proof.known_by();
+                    let version = model::commit_confirmed(
+                        &self.store,
+                        mount,
+                        &host.name,
+                        &account.name,
+                        proof,
+                    )?;
+                    match known_by {
+                        Knowledge::Journal => {
+                            tracing::info!(host = %host.name, account = %account.name, version, job = %change.job(),
+                                "settled from the agent's journal: the agent recorded the change as made; committed without a probe login");
+                            metrics::global()
+                                .verification_finished(VerificationKind::Pending, "agent_journal");
+                        }
+                        Knowledge::Probe => {
+                            tracing::info!(host = %host.name, account = %account.name, version, "verification: the new password is on the host; committed")
+                        }
+                        Knowledge::Answer | Knowledge::NeverSent => {
+                            tracing::info!(host = %host.name, account = %account.name, version, "password rotated")
+                        }
+                    }
+                    report.committed_version = Some(version);
+                    report.status = AccountStatus::InSync;
+                    report.error = None;
+                }
+                Action::Drop {
+                    reason,
+                    retry_after,
+                    known_by,
+                } => {
+                    model::drop_pending(
+                        &self.store,
+                        mount,
+                        &host.name,
+                        &account.name,
+                        Some(reason.clone()),
+                        Some(retry_after.as_secs()),
+                    )?;
+                    match known_by {
+                        Knowledge::Journal => {
+                            tracing::warn!(host = %host.name, account = %account.name, job = %change.job(), %reason,
+                                "settled from the agent's journal: the change certainly did not happen; dropped without a probe login");
+                            metrics::global()
+                                .verification_finished(VerificationKind::Pending, "agent_journal");
+                        }
+                        Knowledge::Probe => {
+                            tracing::warn!(host = %host.name, account = %account.name, "verification: the host kept the current password")
+                        }
+                        Knowledge::Answer | Knowledge::NeverSent => {
+                            tracing::warn!(host = %host.name, account = %account.name, %reason, "rotation failed; nothing changed on the host")
+                        }
+                    }
+                    report.status = AccountStatus::InSync;
+                    report.error = Some(match known_by {
+                        Knowledge::Probe => {
+                            "the change did not happen (the current password still logs in)"
+                                .to_string()
+                        }
+                        _ => reason,
+                    });
+                }
+                Action::OutOfSync { detail } => {
+                    let detail = format!(
+                        "OUT OF SYNC: neither the new nor the current password logs in as {} on host {} ({detail}); reconcile through a parent or reset the password",
+                        account.username, host.name
+                    );
+                    model::mark_out_of_sync(
+                        &self.store,
+                        mount,
+                        &host.name,
+                        &account.name,
+                        &detail,
+                    )?;
+                    tracing::error!(host = %host.name, account = %account.name, "{detail}");
+                    report.status = AccountStatus::OutOfSync;
+                    report.error = Some(detail);
+                }
+                Action::Park { detail } => {
+                    let detail = format!("verification pending: {detail}");
+                    model::mark_verifying(&self.store, mount, &host.name, &account.name, &detail)?;
+                    tracing::warn!(host = %host.name, account = %account.name, %detail, "verification could not run; will retry");
+                    report.status = AccountStatus::Verifying;
+                    report.error = Some(detail);
+                }
             }
         }
     }
 
-    /// Resolves an account's pending candidate by logging in with it, then with the current
-    /// password. The caller holds the host lock.
+    /// `account` as the change core's target (for its probe).
+    fn account_target(
+        &self,
+        mount: &str,
+        host: &HostRecord,
+        account: &AccountRecord,
+    ) -> Result<AccountTarget, ApiError> {
+        let config = model::read_config(&self.store, mount)?;
+        let current = model::current_password(&self.store, mount, account)?;
+        Ok(AccountTarget {
+            host_name: host.name.clone(),
+            username: account.username.clone(),
+            host: Self::host_spec(&config, host),
+            current: current.clone(),
+            recipe: Recipe::Itself {
+                host: Self::host_spec(&config, host),
+                current,
+            },
+        })
+    }
+
+    /// Resolves an account's pending candidate: from its agent's journal when the agent
+    /// recorded an answer, else by logging in with it, then with the current password. The
+    /// caller holds the host lock.
     async fn verify_pending_locked(
         &self,
         mount: &str,
@@ -583,7 +788,10 @@ impl OsEngine {
         account_name: &str,
     ) -> Result<AccountReport, ApiError> {
         let (host, account) = self.load(mount, host_name, account_name)?;
-        let Some(candidate) = model::pending_candidate(&self.store, mount, &account)? else {
+        let (Some(pending), Some(candidate)) = (
+            account.pending.clone(),
+            model::pending_candidate(&self.store, mount, &account)?,
+        ) else {
             return Ok(AccountReport {
                 account: account.name.clone(),
                 committed_version: None,
@@ -591,125 +799,35 @@ impl OsEngine {
                 error: None,
             });
         };
-        if let Some(report) = self
-            .settle_from_journal(mount, &host, &account, &candidate)
-            .await?
-        {
-            return Ok(report);
-        }
-        let current = model::current_password(&self.store, mount, &account)?;
+        let job = pending.job_id.parse::<JobId>().map_err(|error| {
+            ApiError::internal(format!(
+                "account {account_name} on host {host_name}: its pending change's job id {:?} is unreadable ({error}); reconcile or reset the account",
+                pending.job_id
+            ))
+        })?;
         let config = model::read_config(&self.store, mount)?;
-        // "Neither logs in" may be a change still landing: the lost job's chpasswd can finish
-        // between the candidate's failed login and the current one's. Only a third look,
-        // step_timeout apart, concludes out of sync.
-        let mut looks = 0;
-        let verified = loop {
-            looks += 1;
-            let job = OsJob::VerifyLogin {
-                host: Self::host_spec(&config, &host),
-                username: account.username.clone(),
-                candidates: vec![candidate.clone(), current.clone()],
-            };
-            let end = self
-                .run(
-                    mount,
-                    &host,
-                    job,
-                    Duration::from_secs(config.connect_timeout_secs + config.step_timeout_secs * 3),
-                )
-                .await?;
-            match rotation::decide_after_verification(end, candidate.clone()) {
-                Verified::Neither if looks < NEITHER_LOOKS => {
-                    tracing::warn!(host = %host_name, account = %account_name, looks,
-                        "verification: neither password logs in yet; a change may still be landing, looking again");
-                    tokio::time::sleep(Duration::from_secs(config.step_timeout_secs.clamp(1, 30)))
-                        .await;
-                }
-                verified => break verified,
-            }
-        };
-        let result = match &verified {
-            Verified::Candidate(_) => "candidate_logs_in",
-            Verified::Current => "current_logs_in",
-            Verified::Neither => "neither_logs_in",
-            Verified::Inconclusive(_) => "inconclusive",
-        };
-        metrics::global().verification_finished(VerificationKind::Pending, result);
-        match verified {
-            Verified::Candidate(proof) => {
-                let version =
-                    model::commit_confirmed(&self.store, mount, host_name, account_name, proof)?;
-                tracing::info!(host = %host_name, account = %account_name, version, "verification: the new password is on the host; committed");
-                Ok(AccountReport {
-                    account: account_name.to_string(),
-                    committed_version: Some(version),
-                    status: AccountStatus::InSync,
-                    error: None,
-                })
-            }
-            Verified::Current => {
-                let reason =
-                    "the change did not happen (the current password still logs in)".to_string();
-                model::drop_pending(
-                    &self.store,
-                    mount,
-                    host_name,
-                    account_name,
-                    Some(reason.clone()),
-                    Some(retry_backoff_secs(account.failed_attempts)),
-                )?;
-                tracing::warn!(host = %host_name, account = %account_name, "verification: the host kept the current password");
-                Ok(AccountReport {
-                    account: account_name.to_string(),
-                    committed_version: None,
-                    status: AccountStatus::InSync,
-                    error: Some(reason),
-                })
-            }
-            Verified::Neither => {
-                let detail = format!(
-                    "OUT OF SYNC: neither the new nor the current password logs in as {} on host {}; reconcile through a parent or reset the password",
-                    account.username, host_name
-                );
-                model::mark_out_of_sync(&self.store, mount, host_name, account_name, &detail)?;
-                tracing::error!(host = %host_name, account = %account_name, "{detail}");
-                Ok(AccountReport {
-                    account: account_name.to_string(),
-                    committed_version: None,
-                    status: AccountStatus::OutOfSync,
-                    error: Some(detail),
-                })
-            }
-            Verified::Inconclusive(reason) => {
-                let detail = format!("verification pending: {reason}");
-                model::mark_verifying(&self.store, mount, host_name, account_name, &detail)?;
-                tracing::warn!(host = %host_name, account = %account_name, %reason, "verification could not run; will retry");
-                Ok(AccountReport {
-                    account: account_name.to_string(),
-                    committed_version: None,
-                    status: AccountStatus::Verifying,
-                    error: Some(detail),
-                })
-            }
-        }
+        let mut change = Change::resume(
+            job,
+            candidate,
+            account.failed_attempts,
+            Self::change_policy(&config),
+        );
+        self.execute(mount, &host, &account, &mut change, None)
+            .await
     }
 
-    /// Settles `account`'s pending change from its agent's journal, when the agent that ran
-    /// the job reported the result after a reconnect (the controller was killed, or the link
-    /// broke, before the answer arrived): no probe login needed. Waits first for an agent of
-    /// the host to connect (an event, at most `agent_wait`), since a reconnecting agent's
-    /// journal is kept before its link registers. `None`: no usable answer; probe instead.
-    /// The caller holds the host lock.
-    async fn settle_from_journal(
+    /// The agent's journaled answer for `account`'s change `job`, when the agent that ran it
+    /// reported the result after a reconnect (the controller was killed, or the link broke,
+    /// before the answer arrived). Waits first for an agent of the host to connect (an event,
+    /// at most `agent_wait`), since a reconnecting agent's journal is kept before its link
+    /// registers. `None`: no answer; the core probes instead.
+    async fn journal_answer(
         &self,
         mount: &str,
         host: &HostRecord,
         account: &AccountRecord,
-        candidate: &Password,
-    ) -> Result<Option<AccountReport>, ApiError> {
-        let Some(pending) = &account.pending else {
-            return Ok(None);
-        };
+        job: JobId,
+    ) -> Result<Option<Answer>, ApiError> {
         if self.site_without_agent(mount, host)?.is_none()
             && let Ok(target) = Self::target(host)
         {
@@ -717,55 +835,14 @@ impl OsEngine {
                 .wait_until_connected(&target, self.dispatcher.agent_wait())
                 .await;
         }
-        let Some((agent, outcome)) =
-            crate::dispatch::evidence::reported(&self.store, &pending.job_id)?
-        else {
-            return Ok(None);
-        };
-        let decision = rotation::decide_after_rotation(
-            JobEnd::Answered(outcome),
-            vec![(account.username.clone(), candidate.clone())],
+        Ok(
+            crate::dispatch::evidence::reported(&self.store, &job.to_string())?.map(
+                |(agent, outcome)| {
+                    tracing::debug!(host = %host.name, account = %account.name, %job, %agent, "the agent's journal answered for a pending change");
+                    rotation::read_answer(&outcome, &account.username)
+                },
+            ),
         )
-        .into_iter()
-        .find(|(username, _)| *username == account.username)
-        .map(|(_, decision)| decision);
-        let report = match decision {
-            Some(Decision::Commit(proof)) => {
-                let version =
-                    model::commit_confirmed(&self.store, mount, &host.name, &account.name, proof)?;
-                tracing::info!(host = %host.name, account = %account.name, version, job = %pending.job_id, %agent,
-                    "settled from the agent's journal: the agent recorded the change as made; committed without a probe login");
-                metrics::global().verification_finished(VerificationKind::Pending, "agent_journal");
-                AccountReport {
-                    account: account.name.clone(),
-                    committed_version: Some(version),
-                    status: AccountStatus::InSync,
-                    error: None,
-                }
-            }
-            Some(Decision::Drop { reason }) => {
-                model::drop_pending(
-                    &self.store,
-                    mount,
-                    &host.name,
-                    &account.name,
-                    Some(reason.clone()),
-                    Some(retry_backoff_secs(account.failed_attempts)),
-                )?;
-                tracing::warn!(host = %host.name, account = %account.name, job = %pending.job_id, %agent, %reason,
-                    "settled from the agent's journal: the change certainly did not happen; dropped without a probe login");
-                metrics::global().verification_finished(VerificationKind::Pending, "agent_journal");
-                AccountReport {
-                    account: account.name.clone(),
-                    committed_version: None,
-                    status: AccountStatus::InSync,
-                    error: Some(reason),
-                }
-            }
-            // The agent itself did not know (or named no such account): probe.
-            Some(Decision::Verify { .. }) | None => return Ok(None),
-        };
-        Ok(Some(report))
     }
 
     /// Resolves every pending candidate of a mount (after a controller restart, or later

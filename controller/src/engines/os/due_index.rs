@@ -166,7 +166,7 @@ mod tests {
             &[("app".to_string(), Password::new("v2".to_string()))],
         )
         .expect("pending");
-        let proof = PasswordConfirmed::from_host_evidence(Password::new("v2".to_string()));
+        let proof = PasswordConfirmed::for_tests(Password::new("v2".to_string()));
         model::commit_confirmed(&store, MOUNT, "h1", "app", proof).expect("committed");
         let account = model::get_account(&store, MOUNT, "h1", "app")
             .expect("read")

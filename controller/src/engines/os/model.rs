@@ -176,22 +176,10 @@ pub struct VersionRecord {
     pub expired_unix: Option<u64>,
 }
 
-/// Proof that the host has this password: made only by the result handler (the host said
-/// Changed) or the verifier (a login with it succeeded). Committing requires one.
-pub struct PasswordConfirmed {
-    pub(super) password: Password,
-    _private: (),
-}
-
-impl PasswordConfirmed {
-    /// Only `rotation` calls this, from a host's answer or a successful login.
-    pub(super) fn from_host_evidence(password: Password) -> Self {
-        Self {
-            password,
-            _private: (),
-        }
-    }
-}
+/// Proof that the host has this password, made only by the change core (`crate::change`):
+/// the host said Changed, its agent journaled that, or a login with it succeeded. Committing
+/// requires one.
+pub type PasswordConfirmed = crate::change::Confirmed<Password>;
 
 pub fn config_key(mount: &str) -> String {
     format!("os-config:{mount}")
@@ -566,7 +554,7 @@ fn confirm_in(
     let Some(mut account) = tx.get::<AccountRecord>(Table::Accounts, key)? else {
         return Ok(None);
     };
-    append_version(store, tx, mount, &mut account, &proof.password)?;
+    append_version(store, tx, mount, &mut account, proof.value())?;
     account.pending = None;
     account.status = AccountStatus::InSync;
     account.status_detail = None;
@@ -815,12 +803,7 @@ mod tests {
             .expect("deleted");
         let confirmed: Vec<(String, PasswordConfirmed)> = candidates
             .iter()
-            .map(|(name, password)| {
-                (
-                    name.clone(),
-                    PasswordConfirmed::from_host_evidence(password.clone()),
-                )
-            })
+            .map(|(name, password)| (name.clone(), PasswordConfirmed::for_tests(password.clone())))
             .collect();
         let versions = commit_confirmed_all(&store, mount, "db-1", &confirmed).expect("committed");
         assert_eq!(versions, vec![Some(2), None, Some(2)]);
@@ -863,7 +846,7 @@ mod tests {
                 .is_some(),
             "the account and its candidate are kept"
         );
-        let proof = PasswordConfirmed::from_host_evidence(Password::new("v2".to_string()));
+        let proof = PasswordConfirmed::for_tests(Password::new("v2".to_string()));
         commit_confirmed(&store, mount, "db-1", "app1", proof).expect("settled");
         delete_account(&store, mount, "db-1", "app1").expect("deleted once settled");
         assert!(

@@ -1,148 +1,147 @@
-//! The rotation protocol's decisions, free of IO: what to do with each account of a batch
-//! once its job answered (or failed to), and what a verification login proves.
+//! The OS engine's side of the change core (`crate::change`): an account as a
+//! [`ChangeTarget`], that is how its rotation job and its login probe are built, and what their
+//! outcomes say about this one account.
 //!
-//! Owns the rule that never loses a password: a certain failure drops the candidate, an
-//! uncertain one leads to verification, and only evidence from the host (it said Changed, or
-//! a login with the candidate worked) yields a [`PasswordConfirmed`]. The driver applies the
-//! decisions to the store. Must not touch the store, the clock or the network.
+//! Owns the reading of an agent's answers for one account of a batch (a parent's children
+//! rotate in one job, each reading its own line). The decisions (commit, drop, probe, out of
+//! sync) and the proof that allows a commit are the change core's. Must not touch the store,
+//! the clock or the network.
 
+use rotor_common::ids::JobId;
 use rotor_common::secret::Password;
-use rotor_common::wire::os::{AccountResult, OsOutcome};
-use rotor_common::wire::{FailureCertainty, JobOutcome};
+use rotor_common::wire::os::{AccountChange, AccountResult, HostSpec, OsJob, OsOutcome};
+use rotor_common::wire::{FailureCertainty, JobKind, JobOutcome};
 
-use super::model::PasswordConfirmed;
+use crate::change::{Answer, ChangeTarget, ProbeAnswer};
 
-/// What to do with one account after a rotation attempt.
-pub enum Decision {
-    /// The host has the candidate: commit it.
-    Commit(PasswordConfirmed),
-    /// The host certainly kept the current password: drop the candidate, retry later.
-    Drop { reason: String },
-    /// Nobody knows: log in with the candidate, then the current password.
-    Verify { detail: String },
+/// How a host's password is changed: the parts of a rotation job that are the same for every
+/// account of a batch.
+#[derive(Clone)]
+pub enum Recipe {
+    /// `chpasswd` on the agent's own machine.
+    Local { command: String },
+    /// SSH as the parent, `sudo chpasswd` for the children.
+    Parent {
+        host: HostSpec,
+        parent_username: String,
+        parent_password: Password,
+        command: String,
+    },
+    /// SSH as the account itself, `passwd` in a PTY.
+    Itself { host: HostSpec, current: Password },
 }
 
-impl std::fmt::Debug for Decision {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Decision::Commit(_) => formatter.write_str("Commit"),
-            Decision::Drop { reason } => write!(formatter, "Drop({reason})"),
-            Decision::Verify { detail } => write!(formatter, "Verify({detail})"),
+impl Recipe {
+    /// The rotation job for a batch of changes (one change for [`Recipe::Itself`]).
+    pub fn job(&self, mut changes: Vec<AccountChange>) -> Option<OsJob> {
+        Some(match self {
+            Recipe::Local { command } => OsJob::RotateLocal {
+                command: command.clone(),
+                changes,
+            },
+            Recipe::Parent {
+                host,
+                parent_username,
+                parent_password,
+                command,
+            } => OsJob::RotateWithParent {
+                host: host.clone(),
+                parent_username: parent_username.clone(),
+                parent_password: parent_password.clone(),
+                command: command.clone(),
+                changes,
+            },
+            Recipe::Itself { host, current } => {
+                let change = changes.pop()?;
+                OsJob::RotateSelf {
+                    host: host.clone(),
+                    username: change.username,
+                    current_password: current.clone(),
+                    new_password: change.new_password,
+                }
+            }
+        })
+    }
+}
+
+/// One account of a host, as the change core sees it.
+pub struct AccountTarget {
+    pub host_name: String,
+    pub username: String,
+    /// For the probe: where to log in.
+    pub host: HostSpec,
+    /// The password the store holds as current (the probe's second try).
+    pub current: Password,
+    pub recipe: Recipe,
+}
+
+impl ChangeTarget for AccountTarget {
+    type Candidate = Password;
+
+    fn describe(&self) -> String {
+        format!("account {} on host {}", self.username, self.host_name)
+    }
+
+    fn change_job(&self, _job: JobId, candidate: &Password) -> JobKind {
+        let change = AccountChange {
+            username: self.username.clone(),
+            new_password: candidate.clone(),
+        };
+        match self.recipe.job(vec![change]) {
+            Some(job) => JobKind::Os(job),
+            // Unreachable: one change always makes a job.
+            None => JobKind::Echo { payload: vec![] },
         }
     }
-}
 
-/// How a job ended, as the dispatcher reported it.
-pub enum JobEnd {
-    Answered(JobOutcome),
-    /// The job was never accepted by an agent: certain it did not run.
-    NotRun(String),
-    /// Accepted, then silence (agent lost, deadline passed): it may have run.
-    Unknown(String),
-}
+    fn read_answer(&self, outcome: &JobOutcome) -> Answer {
+        read_answer(outcome, &self.username)
+    }
 
-/// Decides for each `(username, candidate)` of a batch.
-pub fn decide_after_rotation(
-    end: JobEnd,
-    batch: Vec<(String, Password)>,
-) -> Vec<(String, Decision)> {
-    match end {
-        JobEnd::NotRun(reason) => batch
-            .into_iter()
-            .map(|(user, _)| {
-                (
-                    user,
-                    Decision::Drop {
-                        reason: reason.clone(),
-                    },
-                )
-            })
-            .collect(),
-        JobEnd::Unknown(detail) => batch
-            .into_iter()
-            .map(|(user, _)| {
-                (
-                    user,
-                    Decision::Verify {
-                        detail: detail.clone(),
-                    },
-                )
-            })
-            .collect(),
-        JobEnd::Answered(JobOutcome::Failed(failure)) => batch
-            .into_iter()
-            .map(|(user, _)| {
-                let decision = match failure.certainty {
-                    FailureCertainty::BeforeChange => Decision::Drop {
-                        reason: failure.message.clone(),
-                    },
-                    FailureCertainty::Unknown => Decision::Verify {
-                        detail: failure.message.clone(),
-                    },
-                };
-                (user, decision)
-            })
-            .collect(),
-        JobEnd::Answered(JobOutcome::Os(OsOutcome::Rotated { accounts, .. })) => batch
-            .into_iter()
-            .map(|(user, candidate)| {
-                let reported = accounts
-                    .iter()
-                    .find(|(name, _)| *name == user)
-                    .map(|(_, result)| result);
-                let decision = match reported {
-                    Some(AccountResult::Changed) => {
-                        Decision::Commit(PasswordConfirmed::from_host_evidence(candidate))
-                    }
-                    Some(AccountResult::Unchanged { reason }) => Decision::Drop {
-                        reason: reason.clone(),
-                    },
-                    Some(AccountResult::Unknown { detail }) => Decision::Verify {
-                        detail: detail.clone(),
-                    },
-                    None => Decision::Verify {
-                        detail: format!("the agent's answer did not mention {user}"),
-                    },
-                };
-                (user, decision)
-            })
-            .collect(),
-        JobEnd::Answered(_) => batch
-            .into_iter()
-            .map(|(user, _)| {
-                (
-                    user,
-                    Decision::Verify {
-                        detail: "the agent answered a rotation with an unrelated outcome".into(),
-                    },
-                )
-            })
-            .collect(),
+    fn probe_job(&self, candidate: &Password) -> JobKind {
+        JobKind::Os(OsJob::VerifyLogin {
+            host: self.host.clone(),
+            username: self.username.clone(),
+            candidates: vec![candidate.clone(), self.current.clone()],
+        })
+    }
+
+    fn read_probe(&self, outcome: &JobOutcome) -> ProbeAnswer {
+        read_probe(outcome)
     }
 }
 
-/// What a verification login (candidates `[candidate, current]`) proved.
-pub enum Verified {
-    /// The candidate logs in: commit it.
-    Candidate(PasswordConfirmed),
-    /// The current password still logs in: drop the candidate.
-    Current,
-    /// Neither logs in: the account is out of sync.
-    Neither,
-    /// The check itself could not be made (host unreachable...): keep verifying later.
-    Inconclusive(String),
+/// What a rotation job's outcome says about `username`.
+pub fn read_answer(outcome: &JobOutcome, username: &str) -> Answer {
+    match outcome {
+        JobOutcome::Failed(failure) => match failure.certainty {
+            FailureCertainty::BeforeChange => Answer::NotChanged(failure.message.clone()),
+            FailureCertainty::Unknown => Answer::Unknown(failure.message.clone()),
+        },
+        JobOutcome::Os(OsOutcome::Rotated { accounts, .. }) => {
+            match accounts.iter().find(|(name, _)| name == username) {
+                Some((_, AccountResult::Changed)) => Answer::Changed,
+                Some((_, AccountResult::Unchanged { reason })) => {
+                    Answer::NotChanged(reason.clone())
+                }
+                Some((_, AccountResult::Unknown { detail })) => Answer::Unknown(detail.clone()),
+                None => Answer::Unknown(format!("the agent's answer did not mention {username}")),
+            }
+        }
+        _ => Answer::Unknown("the agent answered a rotation with an unrelated outcome".into()),
+    }
 }
 
-pub fn decide_after_verification(end: JobEnd, candidate: Password) -> Verified {
-    match end {
-        JobEnd::Answered(JobOutcome::Os(OsOutcome::Login { accepted, .. })) => match accepted {
-            Some(0) => Verified::Candidate(PasswordConfirmed::from_host_evidence(candidate)),
-            Some(1) => Verified::Current,
-            Some(_) | None => Verified::Neither,
+/// What a login probe (candidates `[candidate, current]`) found.
+pub fn read_probe(outcome: &JobOutcome) -> ProbeAnswer {
+    match outcome {
+        JobOutcome::Os(OsOutcome::Login { accepted, .. }) => match accepted {
+            Some(0) => ProbeAnswer::CandidateWorks,
+            Some(1) => ProbeAnswer::CurrentWorks,
+            Some(_) | None => ProbeAnswer::NeitherWorks,
         },
-        JobEnd::Answered(JobOutcome::Failed(failure)) => Verified::Inconclusive(failure.message),
-        JobEnd::Answered(_) => Verified::Inconclusive("unexpected answer to a login check".into()),
-        JobEnd::NotRun(reason) | JobEnd::Unknown(reason) => Verified::Inconclusive(reason),
+        JobOutcome::Failed(failure) => ProbeAnswer::CouldNotTell(failure.message.clone()),
+        _ => ProbeAnswer::CouldNotTell("unexpected answer to a login check".into()),
     }
 }
 
@@ -151,87 +150,63 @@ mod tests {
     use super::*;
     use rotor_common::wire::JobFailure;
 
-    fn batch() -> Vec<(String, Password)> {
-        vec![
-            ("a".into(), Password::new("pa")),
-            ("b".into(), Password::new("pb")),
-        ]
-    }
-
     #[test]
-    fn certain_failures_drop_and_uncertain_ones_verify() {
-        let decisions = decide_after_rotation(JobEnd::NotRun("no agent".into()), batch());
-        assert!(
-            decisions
-                .iter()
-                .all(|(_, d)| matches!(d, Decision::Drop { .. }))
-        );
-        let decisions = decide_after_rotation(JobEnd::Unknown("agent lost".into()), batch());
-        assert!(
-            decisions
-                .iter()
-                .all(|(_, d)| matches!(d, Decision::Verify { .. }))
-        );
+    fn certain_failures_are_not_changed_and_uncertain_ones_unknown() {
         let failed = |certainty| {
-            JobEnd::Answered(JobOutcome::Failed(JobFailure {
+            JobOutcome::Failed(JobFailure {
                 certainty,
                 message: "m".into(),
-            }))
+            })
         };
-        let decisions = decide_after_rotation(failed(FailureCertainty::BeforeChange), batch());
-        assert!(
-            decisions
-                .iter()
-                .all(|(_, d)| matches!(d, Decision::Drop { .. }))
+        assert_eq!(
+            read_answer(&failed(FailureCertainty::BeforeChange), "a"),
+            Answer::NotChanged("m".into())
         );
-        let decisions = decide_after_rotation(failed(FailureCertainty::Unknown), batch());
-        assert!(
-            decisions
-                .iter()
-                .all(|(_, d)| matches!(d, Decision::Verify { .. }))
+        assert_eq!(
+            read_answer(&failed(FailureCertainty::Unknown), "a"),
+            Answer::Unknown("m".into())
         );
     }
 
     #[test]
-    fn per_account_answers_are_honoured_and_silence_is_verified() {
+    fn each_account_reads_its_own_line_and_silence_is_unknown() {
         let outcome = JobOutcome::Os(OsOutcome::Rotated {
-            accounts: vec![("a".into(), AccountResult::Changed)],
+            accounts: vec![
+                ("a".into(), AccountResult::Changed),
+                (
+                    "c".into(),
+                    AccountResult::Unchanged {
+                        reason: "no such user".into(),
+                    },
+                ),
+            ],
             host_key: None,
         });
-        let decisions = decide_after_rotation(JobEnd::Answered(outcome), batch());
-        match &decisions[0].1 {
-            Decision::Commit(proof) => assert_eq!(proof.password.expose(), "pa"),
-            other => panic!("expected Commit, got {other:?}"),
-        }
+        assert_eq!(read_answer(&outcome, "a"), Answer::Changed);
+        assert_eq!(
+            read_answer(&outcome, "c"),
+            Answer::NotChanged("no such user".into())
+        );
         assert!(
-            matches!(decisions[1].1, Decision::Verify { .. }),
-            "unmentioned account must be verified"
+            matches!(read_answer(&outcome, "b"), Answer::Unknown(_)),
+            "an unmentioned account must be probed"
         );
     }
 
     #[test]
-    fn verification_commits_only_a_candidate_that_logged_in() {
+    fn a_probe_reads_which_password_logged_in() {
         let login = |accepted| {
-            JobEnd::Answered(JobOutcome::Os(OsOutcome::Login {
+            JobOutcome::Os(OsOutcome::Login {
                 accepted,
                 host_key: None,
-            }))
+            })
         };
+        assert_eq!(read_probe(&login(Some(0))), ProbeAnswer::CandidateWorks);
+        assert_eq!(read_probe(&login(Some(1))), ProbeAnswer::CurrentWorks);
+        assert_eq!(read_probe(&login(None)), ProbeAnswer::NeitherWorks);
         assert!(matches!(
-            decide_after_verification(login(Some(0)), Password::new("c")),
-            Verified::Candidate(_)
-        ));
-        assert!(matches!(
-            decide_after_verification(login(Some(1)), Password::new("c")),
-            Verified::Current
-        ));
-        assert!(matches!(
-            decide_after_verification(login(None), Password::new("c")),
-            Verified::Neither
-        ));
-        assert!(matches!(
-            decide_after_verification(JobEnd::Unknown("x".into()), Password::new("c")),
-            Verified::Inconclusive(_)
+            read_probe(&JobOutcome::Echo { payload: vec![] }),
+            ProbeAnswer::CouldNotTell(_)
         ));
     }
 }
