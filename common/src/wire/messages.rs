@@ -183,19 +183,22 @@ pub enum JobKind {
 /// The capabilities (job kinds) this release's agent can run, as it sends them in
 /// [`Hello::capabilities`]; the controller sends a job only to an agent that lists its
 /// [`JobKind::capability`].
-pub const AGENT_CAPABILITIES: &[&str] = &[JobKind::ECHO, JobKind::OS];
+pub const AGENT_CAPABILITIES: &[&str] = &[JobKind::ECHO, JobKind::OS, JobKind::DATABASE];
 
 impl JobKind {
     /// The capability of [`JobKind::Echo`].
     pub const ECHO: &'static str = "echo";
     /// The capability of [`JobKind::Os`].
     pub const OS: &'static str = "os";
+    /// The capability of [`JobKind::Database`].
+    pub const DATABASE: &'static str = "database";
 
     /// The capability an agent must advertise to be sent this job.
     pub fn capability(&self) -> &'static str {
         match self {
             JobKind::Echo { .. } => Self::ECHO,
             JobKind::Os(_) => Self::OS,
+            JobKind::Database(_) => Self::DATABASE,
         }
     }
 
