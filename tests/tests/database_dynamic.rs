@@ -6,8 +6,9 @@
 //! the lease's expiry and renew moves it; revoking the lease terminates an open session and
 //! drops the role (the login is refused); revoke-prefix and revoking the owning token drop
 //! their roles; bad input is a 400 naming the field; a creation statement with a syntax error
-//! is a clear error that leaves neither a role nor a lease; at the end no role exists that
-//! Rotor has no lease for.
+//! is a 400 when the role is written (rehearsed and rolled back), and on a connection without
+//! verify_connection a clear error at creds time that leaves neither a role nor a lease; at
+//! the end no role exists that Rotor has no lease for.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -111,7 +112,7 @@ fn dynamic_postgres_credentials_through_the_sites_agent() -> Result<()> {
             &url,
             "username=postgres",
             "password=wrong-password",
-            "allowed_roles=readonly,broken",
+            "allowed_roles=readonly",
         ],
     )?;
     assert!(
@@ -293,12 +294,41 @@ fn dynamic_postgres_credentials_through_the_sites_agent() -> Result<()> {
         "after its token was revoked",
     )?;
 
-    // A creation statement with a syntax error: a clear error, nothing left behind.
+    // A creation statement with a syntax error: refused when the role is written (the agent
+    // rehearses the statements in a transaction it rolls back) ...
+    let broken = "creation_statements=CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}'; GRANT SELECT ON orders TOO \"{{name}}\";";
+    let error = refused(
+        &rotor,
+        &["write", "database/roles/broken", "db_name=pg", broken],
+    )?;
+    assert!(
+        error.contains("Code: 400")
+            && error.contains("field 'creation_statements'")
+            && error.contains("syntax error")
+            && error.contains("TOO"),
+        "{error}"
+    );
+    assert_eq!(
+        postgres.roles_starting_with("rotor-rehearsal")?,
+        Vec::<String>::new()
+    );
+    // ... and, on a connection without verify_connection, a clear error at creds time that
+    // leaves neither a role nor a lease.
+    rotor.cli(&[
+        "write",
+        "database/config/unchecked",
+        "plugin_name=postgresql-database-plugin",
+        &url,
+        "username=postgres",
+        &format!("password={ROOT_PASSWORD}"),
+        "allowed_roles=broken",
+        "verify_connection=false",
+    ])?;
     rotor.cli(&[
         "write",
         "database/roles/broken",
-        "db_name=pg",
-        "creation_statements=CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}'; GRANT SELECT ON orders TOO \"{{name}}\";",
+        "db_name=unchecked",
+        broken,
     ])?;
     let error = refused(&rotor, &["read", "database/creds/broken"])?;
     assert!(

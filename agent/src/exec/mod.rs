@@ -5,8 +5,8 @@
 //! Owns the distinction the rotation protocol rests on: [`ExecError::BeforeChange`] (certain
 //! that the host still has the old password) versus [`ExecError::OutcomeUnknown`] (verify
 //! before deciding). Does not decide what to do about either (the controller does), keeps no
-//! state between jobs (but PostgreSQL's connection pool), and never puts a password in an error, a log line or a process
-//! argument.
+//! state between jobs but PostgreSQL's connection pool, and never puts a password in an
+//! error, a log line or a process argument.
 
 pub mod chpasswd;
 pub mod dialog;

@@ -316,6 +316,36 @@ pub async fn in_transaction(
         .map_err(|text| PgError::Unknown(format!("{}: {text}", describe(target))))
 }
 
+/// Runs `statements` in a transaction that is always rolled back (a rehearsal).
+pub async fn rehearse(
+    target: &DatabaseTarget,
+    connection: &Pooled,
+    statements: &[Rendered],
+) -> Result<(), PgError> {
+    let client = connection.client();
+    let failed = |text: String| PgError::BeforeChange(format!("{}: {text}", describe(target)));
+    bounded(target, "BEGIN", client.batch_execute("BEGIN"))
+        .await
+        .map_err(failed)?;
+    let mut outcome = Ok(());
+    for (index, statement) in statements.iter().enumerate() {
+        let what = format!(
+            "statement {} of {} `{}`",
+            index + 1,
+            statements.len(),
+            statement.shown
+        );
+        if let Err(text) = bounded(target, &what, client.batch_execute(&statement.sql)).await {
+            outcome = Err(failed(text));
+            break;
+        }
+    }
+    bounded(target, "ROLLBACK", client.batch_execute("ROLLBACK"))
+        .await
+        .map_err(failed)?;
+    outcome
+}
+
 /// Holds the creation lock of `target` while `work` runs.
 pub async fn serialised_creation<T>(target: &DatabaseTarget, work: impl Future<Output = T>) -> T {
     let pool = target_pool(target);

@@ -75,7 +75,33 @@ pub async fn run(job: DbJob) -> JobOutcome {
             let rendered = render_all(&statements, sql::DEFAULT_SET_PASSWORD, &role, &target);
             change(&target, &rendered, DbOutcome::PasswordSet).await
         }
+        DbJob::RehearseCreation {
+            target,
+            role,
+            statements,
+        } => rehearse(&target, &role, &statements).await,
     }
+}
+
+async fn rehearse(target: &DatabaseTarget, role: &RoleValues, templates: &[String]) -> JobOutcome {
+    let statements: Vec<Rendered> = sql::split_statements(templates)
+        .iter()
+        .map(|template| sql::render(template, role, target.password_authentication))
+        .collect();
+    postgres::serialised_creation(target, async {
+        let connection = match postgres::connection(target).await {
+            Ok(connection) => connection,
+            Err(error) => return failed(error),
+        };
+        match postgres::rehearse(target, &connection, &statements).await {
+            Ok(()) => {
+                connection.release();
+                done(DbOutcome::CreationRehearsed)
+            }
+            Err(error) => failed(error),
+        }
+    })
+    .await
 }
 
 async fn verify(target: &DatabaseTarget) -> JobOutcome {

@@ -116,6 +116,14 @@ pub enum DbJob {
         role: RoleValues,
         statements: Vec<String>,
     },
+    /// Variant 6: run creation statements for a throwaway name in a transaction that is
+    /// always rolled back: checks a role's statements against the database when it is
+    /// written, leaving nothing behind.
+    RehearseCreation {
+        target: DatabaseTarget,
+        role: RoleValues,
+        statements: Vec<String>,
+    },
 }
 
 impl DbJob {
@@ -149,4 +157,6 @@ pub enum DbOutcome {
     Renewed,
     /// Variant 5: the password statements committed.
     PasswordSet,
+    /// Variant 6: the creation statements ran and were rolled back.
+    CreationRehearsed,
 }

@@ -637,6 +637,11 @@ fn job_kind_and_outcome_variant_indexes_are_pinned() {
         },
         DbJob::SetPassword {
             target: target(),
+            role: role.clone(),
+            statements: vec![],
+        },
+        DbJob::RehearseCreation {
+            target: target(),
             role,
             statements: vec![],
         },
@@ -645,9 +650,9 @@ fn job_kind_and_outcome_variant_indexes_are_pinned() {
         .iter()
         .map(|job| postcard::to_stdvec(job).expect("encode")[0])
         .collect();
-    assert_eq!(indexes, [0, 1, 2, 3, 4, 5]);
+    assert_eq!(indexes, [0, 1, 2, 3, 4, 5, 6]);
     let changing: Vec<bool> = jobs.iter().map(DbJob::changes_a_credential).collect();
-    assert_eq!(changing, [false, true, false, true, true, true]);
+    assert_eq!(changing, [false, true, false, true, true, true, false]);
     for job in jobs {
         let kind = JobKind::Database(job);
         round_trip(&Job {
@@ -671,10 +676,11 @@ fn job_kind_and_outcome_variant_indexes_are_pinned() {
         },
         DbOutcome::Renewed,
         DbOutcome::PasswordSet,
+        DbOutcome::CreationRehearsed,
     ];
     let indexes: Vec<u8> = outcomes
         .iter()
         .map(|outcome| postcard::to_stdvec(outcome).expect("encode")[0])
         .collect();
-    assert_eq!(indexes, [0, 1, 2, 3, 4, 5]);
+    assert_eq!(indexes, [0, 1, 2, 3, 4, 5, 6]);
 }

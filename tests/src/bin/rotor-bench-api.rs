@@ -477,6 +477,7 @@ fn instant_outcome(kind: JobKind) -> JobOutcome {
                 },
                 DbJob::RenewRole { .. } => DbOutcome::Renewed,
                 DbJob::SetPassword { .. } => DbOutcome::PasswordSet,
+                DbJob::RehearseCreation { .. } => DbOutcome::CreationRehearsed,
             })
         }
     }

@@ -134,7 +134,8 @@ pub fn fresh_password(store: &Store, connection: &ConnectionRecord) -> Result<Pa
     Ok(password)
 }
 
-fn random_alphanumeric(length: usize) -> String {
+/// Random lowercase letters and digits from the OS CSPRNG.
+pub fn random_alphanumeric(length: usize) -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut source = password_policy::generate::OsRandom::new();
     (0..length)

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rotor_common::ids::JobId;
 use rotor_common::secret::Password;
-use rotor_common::wire::database::{DbJob, DbOutcome, PasswordAuthentication};
+use rotor_common::wire::database::{DbJob, DbOutcome, PasswordAuthentication, RoleValues};
 use serde_json::Value;
 
 use super::creds::{self, SECRET_KIND};
@@ -197,7 +197,10 @@ static PATHS: LazyLock<Vec<PathSpec>> = LazyLock::new(|| {
             "roles/{name}",
             "Defines how dynamic credentials are made on a connection.",
             "db_name must name a connection that allows this role; creation_statements must \
-             use {{name}} and {{password}}; default_ttl may not exceed max_ttl.",
+             use {{name}} and {{password}}; default_ttl may not exceed max_ttl. When the \
+             connection has verify_connection, an agent runs the creation statements for a \
+             throwaway name in a transaction it rolls back, and a refusal is a 400 with the \
+             database's error.",
             ROLE_FIELDS,
             vec![
                 (Operation::Read, read_role as fn(_, _) -> _),
@@ -682,6 +685,16 @@ fn write_role(state: AppState, request: Request) -> HandlerFuture {
                 "field 'default_ttl': {default_ttl_secs}s is above max_ttl ({max_ttl_secs}s)"
             )));
         }
+        if connection.verify_connection {
+            rehearse(&state, &mount, &connection, &creation_statements)
+                .await
+                .map_err(|message| {
+                    ApiError::bad_request(format!(
+                        "field 'creation_statements': the database refused them in a rehearsal (rolled back, nothing was created): {message}; the role was not saved (verify_connection=false on connection {} skips this check)",
+                        connection.name
+                    ))
+                })?;
+        }
         let keep = |field: &str, old: Option<&Vec<String>>| -> Result<Vec<String>, ApiError> {
             Ok(statements(&request, field)?
                 .or(old.cloned())
@@ -719,6 +732,46 @@ fn write_role(state: AppState, request: Request) -> HandlerFuture {
             .write(|tx| tx.put(Table::DatabaseRoles, &model::key(&mount, &name), &record))?;
         Ok(ApiResponse::empty())
     })
+}
+
+/// Runs `statements` for a throwaway role name on an agent, in a transaction always rolled
+/// back, so a role's mistakes show when it is written instead of at creds time.
+async fn rehearse(
+    state: &AppState,
+    mount: &str,
+    connection: &ConnectionRecord,
+    statements: &[String],
+) -> Result<(), String> {
+    let target =
+        model::target(&state.store, mount, connection).map_err(|error| error.to_string())?;
+    let password =
+        creds::fresh_password(&state.store, connection).map_err(|error| error.message)?;
+    let suffix = creds::random_alphanumeric(12);
+    match jobs::run(
+        &state.dispatcher,
+        &state.store,
+        &connection.site,
+        &format!("database {}", connection.name),
+        JobId::generate(),
+        DbJob::RehearseCreation {
+            target,
+            role: RoleValues {
+                name: format!("rotor-rehearsal-{suffix}"),
+                password: Some(password),
+                expiration: Some(creds::expiration_text(crate::tokens::now_unix() + 300)),
+            },
+            statements: statements.to_vec(),
+        },
+    )
+    .await
+    {
+        DbJobEnd::Done {
+            outcome: DbOutcome::CreationRehearsed,
+            ..
+        } => Ok(()),
+        DbJobEnd::Done { outcome, .. } => Err(format!("unexpected answer {outcome:?}")),
+        DbJobEnd::NotChanged(message) | DbJobEnd::Unknown(message) => Err(message),
+    }
 }
 
 fn delete_role(state: AppState, request: Request) -> HandlerFuture {
