@@ -333,17 +333,6 @@ impl LeaseManager {
             .collect())
     }
 
-    /// How many leases have a failing revocation (kept, retried with backoff).
-    pub fn revocations_pending(&self) -> Result<usize, LeaseError> {
-        Ok(self
-            .inner
-            .store
-            .scan::<LeaseRecord>(Table::Leases, "")?
-            .into_iter()
-            .filter(|(_, lease)| lease.revocation.is_some())
-            .count())
-    }
-
     fn revoker_for(&self, kind: &str) -> Option<Arc<dyn Revoker>> {
         self.inner
             .revokers
