@@ -5,7 +5,8 @@
 //! the agent; creds log in and read what the role grants and nothing else; `VALID UNTIL` is
 //! the lease's expiry and renew moves it; revoking the lease terminates an open session and
 //! drops the role (the login is refused); revoke-prefix and revoking the owning token drop
-//! their roles; bad input is a 400 naming the field; a creation statement with a syntax error
+//! their roles; with the database unreachable a revocation stays `revocation_pending` with
+//! its error and is retried until the role is gone once it is back; bad input is a 400 naming the field; a creation statement with a syntax error
 //! is a 400 when the role is written (rehearsed and rolled back), and on a connection without
 //! verify_connection a clear error at creds time that leaves neither a role nor a lease; at
 //! the end no role exists that Rotor has no lease for.
@@ -293,6 +294,60 @@ fn dynamic_postgres_credentials_through_the_sites_agent() -> Result<()> {
         &token_password,
         "after its token was revoked",
     )?;
+
+    // The database unreachable: revocation fails, the lease stays visible as
+    // revocation_pending with its error, VALID UNTIL still bounds the role, and the sweeper
+    // retries until the role is gone once the database is back.
+    let (outage_user, outage_password, outage_lease) = creds(&rotor, "readonly", None)?;
+    let block = "iptables -I INPUT -p tcp --dport 5432 -j REJECT --reject-with tcp-reset";
+    postgres.server().exec(block)?;
+    let error = refused(&rotor, &["lease", "revoke", &outage_lease])?;
+    assert!(
+        error.contains(&outage_user) && error.contains("retries"),
+        "{error}"
+    );
+    let lookup = rotor.cli_json(&[
+        "write",
+        "sys/leases/lookup",
+        &format!("lease_id={outage_lease}"),
+    ])?;
+    assert_eq!(lookup["data"]["revocation_pending"], true, "{lookup}");
+    let last_error = lookup["data"]["last_revocation_error"]
+        .as_str()
+        .unwrap_or("");
+    assert!(
+        last_error.contains("database pg") && last_error.contains(&outage_user),
+        "{lookup}"
+    );
+    assert!(postgres.role_exists(&outage_user)?);
+    assert!(
+        postgres.valid_until_unix(&outage_user)?.is_some(),
+        "no VALID UNTIL backstop"
+    );
+    postgres
+        .server()
+        .exec(&block.replace("-I INPUT", "-D INPUT"))?;
+    wait_until(
+        "the sweeper to drop the role once the database is back",
+        Duration::from_secs(90),
+        || Ok(!postgres.role_exists(&outage_user)?),
+    )?;
+    assert_refused(
+        &postgres,
+        &outage_user,
+        &outage_password,
+        "after the retried revocation",
+    )?;
+    wait_until("the lease to be forgotten", Duration::from_secs(10), || {
+        Ok(!rotor
+            .controller()
+            .cli_output(&[
+                "write",
+                "sys/leases/lookup",
+                &format!("lease_id={outage_lease}"),
+            ])?
+            .success())
+    })?;
 
     // A creation statement with a syntax error: refused when the role is written (the agent
     // rehearses the statements in a transaction it rolls back) ...
