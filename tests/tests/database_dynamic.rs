@@ -6,8 +6,9 @@
 //! the lease's expiry and renew moves it; revoking the lease terminates an open session and
 //! drops the role (the login is refused); revoke-prefix and revoking the owning token drop
 //! their roles; with the database unreachable a revocation stays `revocation_pending` with
-//! its error and is retried until the role is gone once it is back; bad input is a 400 naming the field; a creation statement with a syntax error
-//! is a 400 when the role is written (rehearsed and rolled back), and on a connection without
+//! its error (counted in sys/metrics) and is retried until the role is gone once it is back;
+//! bad input is a 400 naming the field; a creation statement with a syntax error is a 400
+//! when the role is written (rehearsed and rolled back), and on a connection without
 //! verify_connection a clear error at creds time that leaves neither a role nor a lease; at
 //! the end no role exists that Rotor has no lease for.
 
@@ -65,6 +66,22 @@ fn refused(rotor: &Rotor, args: &[&str]) -> Result<String> {
         bail!("`rotor {}` succeeded: {}", args.join(" "), output.stdout);
     }
     Ok(output.stderr)
+}
+
+/// The `rotor_leases_revocation_pending` lines of `sys/metrics` (Prometheus text).
+fn pending_revocations_metric(rotor: &Rotor) -> Result<String> {
+    let output = rotor.controller().shell_output(
+        "curl -sS --cacert \"$ROTOR_CACERT\" -H \"X-Vault-Token: $ROTOR_TOKEN\" \"$ROTOR_ADDR/v1/sys/metrics?format=prometheus\"",
+    )?;
+    if !output.success() {
+        bail!("reading sys/metrics failed: {}", output.diagnostics());
+    }
+    Ok(output
+        .stdout
+        .lines()
+        .filter(|line| line.starts_with("rotor_leases_revocation_pending"))
+        .collect::<Vec<_>>()
+        .join("\n"))
 }
 
 fn assert_refused(postgres: &Postgres, user: &str, password: &str, why: &str) -> Result<()> {
@@ -324,6 +341,10 @@ fn dynamic_postgres_credentials_through_the_sites_agent() -> Result<()> {
         postgres.valid_until_unix(&outage_user)?.is_some(),
         "no VALID UNTIL backstop"
     );
+    assert!(
+        pending_revocations_metric(&rotor)?.contains("rotor_leases_revocation_pending 1"),
+        "sys/metrics does not count the pending revocation"
+    );
     postgres
         .server()
         .exec(&block.replace("-I INPUT", "-D INPUT"))?;
@@ -338,6 +359,7 @@ fn dynamic_postgres_credentials_through_the_sites_agent() -> Result<()> {
         &outage_password,
         "after the retried revocation",
     )?;
+    assert!(pending_revocations_metric(&rotor)?.contains("rotor_leases_revocation_pending 0"));
     wait_until("the lease to be forgotten", Duration::from_secs(10), || {
         Ok(!rotor
             .controller()

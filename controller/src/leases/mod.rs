@@ -100,6 +100,8 @@ struct Inner {
     in_flight: Mutex<HashSet<String>>,
     /// Wakes the sweeper when something became due now (a token was revoked).
     wake: Notify,
+    /// Leases whose last revocation failed (kept and retried): `sys/metrics` counts them.
+    failing: Mutex<HashSet<String>>,
 }
 
 /// Handle to the lease manager. Cheap to clone.
@@ -126,6 +128,12 @@ impl LeaseManager {
             .into_iter()
             .map(|(id, lease)| (lease.due_unix(), id))
             .collect();
+        let failing: HashSet<String> = store
+            .scan::<LeaseRecord>(Table::Leases, "")?
+            .into_iter()
+            .filter(|(_, lease)| lease.revocation.is_some())
+            .map(|(id, _)| id)
+            .collect();
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
@@ -134,6 +142,7 @@ impl LeaseManager {
                 schedule: Mutex::new(schedule),
                 in_flight: Mutex::new(HashSet::new()),
                 wake: Notify::new(),
+                failing: Mutex::new(failing),
             }),
         })
     }
@@ -150,6 +159,11 @@ impl LeaseManager {
         if let Ok(mut renewers) = self.inner.renewers.write() {
             renewers.insert(secret_kind.to_string(), renewer);
         }
+    }
+
+    /// How many leases have a failing revocation (kept, retried with backoff).
+    pub fn revocations_pending(&self) -> usize {
+        lock(&self.inner.failing).len()
     }
 
     /// How many leases exist (scheduled).
@@ -350,6 +364,7 @@ impl LeaseManager {
             Ok::<_, StoreError>(())
         })?;
         self.schedule(&lease.lease_id, Some(lease.due_unix()), None);
+        lock(&self.inner.failing).remove(&lease.lease_id);
         Ok(())
     }
 
@@ -404,6 +419,7 @@ impl LeaseManager {
                         .map_err(LeaseError::from)
                 })?;
                 self.schedule(lease_id, Some(old_due), Some(new_due));
+                lock(&self.inner.failing).insert(lease_id.to_string());
                 tracing::error!(lease_id = %lease_id, kind = %updated.secret_kind, attempts, retry_secs, %error, "lease revocation failed; will retry");
                 Err(LeaseError::RevokeFailed {
                     lease_id: lease_id.to_string(),
@@ -595,6 +611,7 @@ mod tests {
         let lease = leases.register(new_lease(10, None), 0).expect("register");
         assert_eq!(leases.sweep(10).await, (0, 1));
         let kept = leases.lookup(&lease.lease_id).expect("kept");
+        assert_eq!(leases.revocations_pending(), 1);
         let failure = kept.revocation.expect("failure recorded");
         assert_eq!(failure.attempts, 1);
         assert_eq!(failure.last_error, "test target unreachable");
@@ -608,6 +625,7 @@ mod tests {
             .expect("failing");
         assert_eq!((failure.attempts, failure.next_attempt_unix), (2, 25));
         assert_eq!(leases.sweep(25).await, (1, 0));
+        assert_eq!(leases.revocations_pending(), 0);
         assert_eq!(revoker.calls.load(Ordering::SeqCst), 3);
         assert_eq!(leases.count(), 0);
     }
