@@ -2,7 +2,8 @@
 # Rotor's main job in one command: a dev controller and an enrolled agent (local processes),
 # two throwaway Debian hosts (containers of the test-host image on a docker bridge the agent
 # reaches directly), three accounts registered, two passwords rotated, and each new password
-# proved by an SSH login while the old one is refused. Then it leaves everything running
+# proved by an SSH login while the old one is refused; then rotor-agent as db-1's PAM helper
+# and an SSH login with a one-time password (`rotor ssh`). Then it leaves everything running
 # until Ctrl-C, and removes what it started (processes, containers, network, temp dir), also
 # when a step fails.
 #
@@ -23,7 +24,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { sed -n '9,11p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '10,12p' "$0" | sed 's/^# \{0,1\}//'; }
 wait_for_interrupt=1
 [ "${ROTOR_DEMO_NONINTERACTIVE:-}" = 1 ] && wait_for_interrupt=0
 for argument in "$@"; do
@@ -155,10 +156,15 @@ wait_for() {
 }
 
 # --- controller and agent ------------------------------------------------------------------
+# The hosts' network first: the controller's agent port listens on its gateway, the address
+# this machine has on it, so the OTP helper on db-1 reaches it as the local agent does.
+docker network create --driver bridge "${labels[@]}" "$network" >/dev/null
+gateway=$(docker network inspect --format '{{(index .IPAM.Config 0).Gateway}}' "$network")
+[ -n "$gateway" ] || die "docker network $network has no gateway address"
 say "starting a dev controller (rotor server -dev; log in $work/controller.log)"
 # Its dev directory (the CA file) goes under $work; ports are the kernel's free ones.
 TMPDIR=$work "$bin_dir/rotor" server -dev \
-  -dev-listen-address=127.0.0.1:0 -dev-agent-address=127.0.0.1:0 \
+  -dev-listen-address=127.0.0.1:0 -dev-agent-address="$gateway:0" \
   >"$work/controller.out" 2>"$work/controller.log" &
 controller_pid=$!
 controller_announced() { kill -0 "$controller_pid" && grep -q '^agents: ' "$work/controller.out"; }
@@ -171,7 +177,7 @@ agent_address=$(sed -n 's/^agents: //p' "$work/controller.out")
 say "controller pid $controller_pid: API $ROTOR_ADDR, agents $agent_address"
 
 enrollment=$(rotor write agents/enroll site=demo)
-field() { awk -v key="$1" '$1 == key { print $2 }' <<<"$enrollment"; }
+field() { awk -v key="$1" '$1 == key { print $2 }' <<<"${2:-$enrollment}"; }
 agent_id=$(field agent_id)
 ROTOR_ENROLL_TOKEN=$(field token) "$bin_dir/rotor-agent" enroll \
   --controller "$agent_address" --ca-fingerprint "$(field ca_fingerprint)" --dir "$work/agent" \
@@ -184,7 +190,6 @@ say "agent $agent_id (pid $agent_pid) enrolled for site demo and connected"
 
 # --- two Debian hosts ----------------------------------------------------------------------
 random_password() { od -An -N18 -tx1 /dev/urandom | tr -d ' \n'; }
-docker network create --driver bridge "${labels[@]}" "$network" >/dev/null
 for host in web-1 db-1; do
   docker run -d --init "${labels[@]}" --name "$demo_id-$host" --hostname "$host" \
     --network "$network" "$image" >/dev/null
@@ -259,7 +264,25 @@ prove() {
 }
 prove web-1 app "$app_password"
 prove db-1 svc "$svc_password"
-say "done: 2 passwords rotated and proved by SSH logins"
+
+# --- an SSH one-time password on db-1 --------------------------------------------------------
+# rotor-agent is also sshd's PAM helper: enrolled on db-1 (an identity only, no `run`), it asks
+# the controller to verify and consume the OTP `rotor ssh` fetched (deploy/README.md).
+helper_enrollment=$(rotor write agents/enroll site=demo-otp-helpers)
+docker cp "$bin_dir/rotor-agent" "$demo_id-db-1:/usr/local/bin/rotor-agent"
+ROTOR_ENROLL_TOKEN=$(field token "$helper_enrollment") docker exec -e ROTOR_ENROLL_TOKEN \
+  "$demo_id-db-1" rotor-agent enroll --controller "$agent_address" \
+  --ca-fingerprint "$(field ca_fingerprint "$helper_enrollment")" --dir /var/lib/rotor-agent \
+  >"$work/helper-enroll.log" 2>&1 || die "enrolling the OTP helper on db-1 failed: $(cat "$work/helper-enroll.log")"
+pam_line='auth sufficient pam_exec.so expose_authtok quiet /usr/local/bin/rotor-agent otp-verify --dir /var/lib/rotor-agent'
+docker exec "$demo_id-db-1" sed -i "/^@include common-auth/i $pam_line" /etc/pam.d/sshd
+rotor write ssh/roles/otp_key_role key_type=otp default_user=svc cidr_list="${address[db-1]}/32" >/dev/null
+otp_login=$(rotor ssh -role otp_key_role -strict-host-key-checking=yes \
+  -user-known-hosts-file="$work/known_hosts" "svc@${address[db-1]}" -- id -un </dev/null 2>"$work/otp.err") ||
+  die "rotor ssh -role otp_key_role svc@${address[db-1]} failed: $(cat "$work/otp.err")"
+[ "$otp_login" = svc ] || die "the OTP login ran as '$otp_login', not svc"
+say "login as svc on db-1 with a one-time password (rotor ssh -role otp_key_role): ok"
+say "done: 2 passwords rotated and proved by SSH logins, and an OTP login"
 
 # --- what next -----------------------------------------------------------------------------
 cat <<EOF
@@ -280,6 +303,7 @@ rotor write os/rotate host='*' account='*' dry_run=false  # the fleet, in waves;
 rotor rotation watch RUN_ID                               #   with the id it printed
 SSHPASS="\$(rotor read -field=password os/hosts/db-1/accounts/svc/creds)" \\
   sshpass -e ssh -o UserKnownHostsFile='$work/known_hosts' svc@${address[db-1]}   # log in as svc
+rotor ssh -role otp_key_role -user-known-hosts-file='$work/known_hosts' svc@${address[db-1]}   # with a one-time password
 EOF
 
 if [ "$wait_for_interrupt" = 1 ]; then

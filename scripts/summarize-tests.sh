@@ -2,12 +2,13 @@
 # Reads `cargo test` output (a file) and prints one pass/fail line per group and a total:
 #   unit        the crates' own tests (src/, doc tests) and the harness library's
 #   end-to-end  tests/tests/*.rs that run real binaries on loopback
-#   containers  tests/tests/*.rs that start Debian hosts (they use Site::new)
+#   containers  tests/tests/*.rs that start containers: Debian hosts (Site::new), the demo
+#               (start_demo) or the compose project (docker-compose)
 # Usage: scripts/summarize-tests.sh CARGO_TEST_OUTPUT
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log="$1"
-containers="$(grep -l 'Site::new' tests/tests/*.rs 2>/dev/null | xargs -r -n1 basename | tr '\n' ' ')"
+containers="$(grep -l -e 'Site::new' -e 'start_demo' -e 'docker-compose' tests/tests/*.rs 2>/dev/null | xargs -r -n1 basename | tr '\n' ' ')"
 awk -v containers=" $containers" '
   /^ *Running tests\// {
     file = $2; sub(/^tests\//, "", file)

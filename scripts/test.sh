@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or a warm one: installs what the tests need
-# (debootstrap, curl, sshpass, hvac in a Python venv), builds the Debian test-host image when it is missing, checks
+# (debootstrap, curl, sshpass, chromium and chromedriver, hvac in a Python venv), builds the Debian test-host image when it is missing, checks
 # formatting and lints, builds Rotor and runs every test (unit and end-to-end).
 #
 # Caches live outside the clone so a fresh clone reuses them:
@@ -26,7 +26,9 @@ pass/fail line per group and a total.
 NOTE
 
 step "host packages"
-bash scripts/install-tools.sh debootstrap curl sshpass
+# chromium + chromedriver: the web console's browser test (tests/tests/console_browser.rs);
+# openssl reads the controller's key that the browser is told to trust.
+bash scripts/install-tools.sh debootstrap curl sshpass openssl chromium chromedriver=chromium-driver
 
 if [ "${ROTOR_E2E:-}" != "skip" ]; then
   step "docker"
@@ -39,6 +41,10 @@ if [ "${ROTOR_E2E:-}" != "skip" ]; then
   fi
   step "test host image"
   bash tests/image/build-image.sh
+  # deploy_compose runs deploy/compose.yaml with `docker-compose`, or `docker compose` (v2).
+  if ! docker compose version >/dev/null 2>&1; then
+    bash scripts/install-tools.sh docker-compose
+  fi
 fi
 
 step "python client (hvac)"
@@ -85,6 +91,9 @@ cargo test --workspace --no-fail-fast 2>&1 | tee "$log" || status=$?
 
 step "summary"
 bash scripts/summarize-tests.sh "$log"
+if [ -d "$ROTOR_CACHE/console-screenshots" ]; then
+  echo "Web console screenshots (tests/tests/console_browser.rs): $ROTOR_CACHE/console-screenshots/"
+fi
 if [ "$status" -ne 0 ]; then
   echo "FAILED: see the failures above (the whole output is in $log)" >&2
   exit "$status"

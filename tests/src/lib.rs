@@ -16,6 +16,7 @@
 
 pub mod assertions;
 pub mod bench;
+pub mod browser;
 pub mod cleanup;
 pub mod container;
 pub mod docker;
@@ -27,6 +28,7 @@ pub mod login;
 pub mod naming;
 pub mod network;
 pub mod otp_helper;
+pub mod packages;
 pub mod postgres;
 pub mod process;
 pub mod rotor;

@@ -15,7 +15,8 @@ use crate::rotor::binaries::locate_binaries;
 
 /// Where the helper's identity lives on the host.
 pub const HELPER_DIR: &str = "/var/lib/rotor-agent";
-/// The PAM line, as deploy/pam.d documents it.
+/// The PAM line of deploy/pam.d, naming where the harness copies the binary
+/// (`/usr/local/bin`; the Debian package's, which deploy/pam.d names, is `/usr/bin`).
 pub const PAM_LINE: &str = "auth sufficient pam_exec.so expose_authtok quiet /usr/local/bin/rotor-agent otp-verify --dir /var/lib/rotor-agent";
 
 /// Installs and enrolls the helper on `host` for `site`; answers its agent id.

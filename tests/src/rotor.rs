@@ -96,6 +96,13 @@ impl Rotor {
         &self.core
     }
 
+    /// `https://<controller address on core>:8200`: the HTTPS API (and the console) as this
+    /// machine reaches it. The certificate does not name that address: a client pins the
+    /// server's key (`browser::server_key_pin`) or uses the CA with the container's name.
+    pub fn api_url(&self) -> Result<String> {
+        self.controller.api_url(&self.core)
+    }
+
     /// The controller (faults, logs, root token).
     pub fn controller(&self) -> &Controller {
         &self.controller

@@ -162,14 +162,46 @@ fn a_full_disk_fails_writes_clearly_and_they_resume_when_space_is_freed() -> Res
         "the refusal says the store's disk is full: {message}"
     );
 
-    // A rotation cannot record its candidate, so it fails before anything is sent.
-    let (status, body) = curl(
-        &controller,
-        "POST",
-        "os/hosts/disk-1/accounts/app/rotate",
-        Some(root),
-        None,
-    )?;
+    // redb may still have free pages for a small write after the large one failed (a failed
+    // write's pages can be free again once the store reopens): use them up with small writes,
+    // so the next write of any size needs the disk. A rotation then cannot record its
+    // candidate, so it fails before anything is sent. (Should a reopen free pages again, the
+    // rotation's seal fits and it fails for want of an agent, also sending nothing: use those
+    // pages up too and try again.)
+    let mut rotation = None;
+    for round in 0..5 {
+        let mut small_refused = false;
+        for attempt in 0..200 {
+            let (status, _) = curl(
+                &controller,
+                "PUT",
+                &format!("sys/policies/acl/small-{round}-{attempt}"),
+                Some(root),
+                Some(&json!({"policy": "path \"x/*\" { capabilities = [\"read\"] }"})),
+            )?;
+            if !(200..300).contains(&status) {
+                small_refused = true;
+                break;
+            }
+        }
+        assert!(small_refused, "200 small writes succeeded on a full disk");
+        let (status, body) = curl(
+            &controller,
+            "POST",
+            "os/hosts/disk-1/accounts/app/rotate",
+            Some(root),
+            None,
+        )?;
+        if status == 503 {
+            rotation = Some((status, body));
+            break;
+        }
+        assert!(
+            first_error(&body).contains("no enrolled agent"),
+            "a rotation on a full disk sends nothing: {body}"
+        );
+    }
+    let (status, body) = rotation.context("5 rotations recorded a candidate on a full disk")?;
     let message = first_error(&body);
     assert_eq!(status, 503, "rotate on a full disk: {body}");
     assert!(

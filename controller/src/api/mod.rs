@@ -171,11 +171,14 @@ impl TokenContext {
 /// Largest request body accepted.
 const MAX_BODY_BYTES: usize = 1 << 20;
 
+/// The HTTPS listener's routes: the web console under `/ui/` (a client of this same API,
+/// see `ui/`), and everything else through [`serve`].
 pub fn router(state: AppState) -> Router {
     Router::new()
         .fallback(serve)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(crate::ui::router(state))
 }
 
 fn request_id() -> String {
@@ -389,6 +392,77 @@ async fn serve(
         "api request"
     );
     response
+}
+
+/// A request the process issues to its own API, as a client holding `token` would send it
+/// over HTTP: the web console's way to the API (`ui/`). It goes through [`handle`], the
+/// same pipeline as `/v1/` (canonical path, token, ACL, field checks, audit, use counting),
+/// so the console can do nothing the token could not do with curl, and every call is audited
+/// and logged like one from the network (`remote` is the browser's address).
+pub struct InProcessCall<'a> {
+    pub method: Method,
+    /// The path inside `/v1/`, as a client would type it.
+    pub path: &'a str,
+    pub query: &'a [(&'a str, &'a str)],
+    /// The JSON body (`None`: none).
+    pub body: Option<&'a Value>,
+    pub token: &'a ClientToken,
+    pub remote: Option<String>,
+}
+
+/// Runs an [`InProcessCall`] through the `/v1/` pipeline and answers what a client would
+/// get (before rendering it as HTTP).
+pub async fn call_as(state: &AppState, call: InProcessCall<'_>) -> Result<ApiResponse, ApiError> {
+    let started = Instant::now();
+    let request_id = request_id();
+    let raw_path = format!("/v1/{}", call.path);
+    let path = canonical::canonical_path(call.path);
+    let logged_path = match &path {
+        Ok(path) => format!("/v1/{path}"),
+        Err(_) => raw_path.clone(),
+    };
+    let query: HashMap<String, String> = call
+        .query
+        .iter()
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect();
+    let mut headers = HeaderMap::new();
+    let token = axum::http::HeaderValue::from_str(call.token.expose())
+        .map_err(|_| ApiError::permission_denied())?;
+    headers.insert("x-vault-token", token);
+    let body = match call.body {
+        Some(value) => Bytes::from(value.to_string()),
+        None => Bytes::new(),
+    };
+    let result = handle(
+        state,
+        Call {
+            request_id: &request_id,
+            method: &call.method,
+            raw_path: &raw_path,
+            path: Some(path),
+            query: &query,
+            headers: &headers,
+            body: &body,
+            remote: call.remote,
+        },
+    )
+    .await;
+    let status = match &result {
+        Ok(_) => 200,
+        Err(error) => error.status.as_u16(),
+    };
+    crate::metrics::global().api_request(status, started.elapsed());
+    tracing::info!(
+        request_id = %request_id,
+        method = %call.method,
+        path = %logged_path,
+        status,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        via = "console",
+        "api request"
+    );
+    result
 }
 
 /// One HTTP request, as it arrived.

@@ -10,7 +10,7 @@ use super::client::Client;
 use super::flags::{self, FlagSpec};
 use super::output::{self, Format};
 
-const ENABLE_FLAGS: &[FlagSpec] = &[
+pub(super) const ENABLE_FLAGS: &[FlagSpec] = &[
     FlagSpec {
         name: "path",
         aliases: &[],
@@ -32,7 +32,7 @@ const ENABLE_FLAGS: &[FlagSpec] = &[
     flags::ADDRESS,
 ];
 
-const LIST_FLAGS: &[FlagSpec] = &[
+pub(super) const LIST_FLAGS: &[FlagSpec] = &[
     flags::FORMAT,
     FlagSpec {
         name: "detailed",
@@ -43,7 +43,7 @@ const LIST_FLAGS: &[FlagSpec] = &[
     flags::ADDRESS,
 ];
 
-const DISABLE_FLAGS: &[FlagSpec] = &[flags::ADDRESS];
+pub(super) const DISABLE_FLAGS: &[FlagSpec] = &[flags::ADDRESS];
 
 const AUDIT_HELP: &str = "Usage: rotor audit <subcommand> [flags] [args]
 

@@ -11,7 +11,7 @@ use super::client::Client;
 use super::flags::{self, FlagSpec, Parsed};
 use super::output::Format;
 
-const FLAGS: &[FlagSpec] = &[
+pub(super) const FLAGS: &[FlagSpec] = &[
     flags::FORMAT,
     FlagSpec {
         name: "field",

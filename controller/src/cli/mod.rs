@@ -1,6 +1,7 @@
 //! The `rotor` command line: `server`, `operator init`, Vault's generic verbs
 //! `read | write | list | delete PATH [k=v ...]`, `path-help PATH`, and `login`, `token`,
-//! `policy`, `lease`, `secrets`, `audit`, `plugin`, `rotation`.
+//! `policy`, `lease`, `secrets`, `audit`, `plugin`, `rotation`, `ssh`, `completion`; every
+//! command line is a row of `commands::COMMANDS`.
 //!
 //! Owns turning arguments into requests and answers into text, and the exit codes (0 ok,
 //! 1 usage or local failure, 2 the server refused, 3 a watched fleet rotation did not
@@ -8,6 +9,8 @@
 
 pub mod audit;
 pub mod client;
+pub mod commands;
+pub mod completion;
 pub mod flags;
 #[cfg(test)]
 mod help_tests;
@@ -52,13 +55,14 @@ Commands:
     rotation        Watch a fleet rotation in waves: rotor rotation watch [-mount=os] ID
                     (start one with rotor write os/rotate ... dry_run=false; rotor rotation help)
     ssh             Log in with a one-time password: rotor ssh -role ROLE user@host
+    completion      Print a bash or zsh completion script: rotor completion bash|zsh
 
 Commands answer -h with their flags.
 Environment: ROTOR_ADDR, ROTOR_TOKEN, ROTOR_CACERT (VAULT_ADDR, VAULT_TOKEN, VAULT_CACERT as fallbacks).
 Flags may be spelled -flag or --flag.
 ";
 
-const COMMON_FLAGS: &[FlagSpec] = &[
+pub(super) const COMMON_FLAGS: &[FlagSpec] = &[
     flags::FORMAT,
     FlagSpec {
         name: "field",
@@ -80,7 +84,7 @@ const COMMON_FLAGS: &[FlagSpec] = &[
     },
 ];
 
-const SERVER_FLAGS: &[FlagSpec] = &[
+pub(super) const SERVER_FLAGS: &[FlagSpec] = &[
     FlagSpec {
         name: "dev",
         aliases: &[],
@@ -138,7 +142,7 @@ const INIT_USAGE: &str = "Usage: rotor operator init -config FILE
     once, and prints the root token.
 ";
 
-const INIT_FLAGS: &[FlagSpec] = &[FlagSpec {
+pub(super) const INIT_FLAGS: &[FlagSpec] = &[FlagSpec {
     name: "config",
     aliases: &[],
     takes_value: true,
@@ -188,6 +192,7 @@ pub fn main(args: Vec<String>) -> i32 {
         "plugin" => plugin::run(rest),
         "rotation" => rotation::run(rest),
         "ssh" => ssh::run(rest),
+        "completion" => completion::run(rest),
         "-h" | "-help" | "--help" | "help" => {
             print!("{HELP}");
             return 0;

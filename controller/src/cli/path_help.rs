@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::client::Client;
 use super::flags::{self, FlagSpec};
 
-const FLAGS: &[FlagSpec] = &[
+pub(super) const FLAGS: &[FlagSpec] = &[
     FlagSpec {
         name: "format",
         aliases: &[],

@@ -10,7 +10,7 @@ use anyhow::{Result, anyhow, bail};
 use super::flags::{self, FlagSpec};
 use crate::engines::{KNOWN_TYPES, TYPE_ALIASES, canonical_type};
 
-const REGISTER_FLAGS: &[FlagSpec] = &[
+pub(super) const REGISTER_FLAGS: &[FlagSpec] = &[
     FlagSpec {
         name: "download",
         aliases: &[],

@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::client::Client;
 use super::flags::{self, FlagSpec, Parsed};
 
-const FLAGS: &[FlagSpec] = &[
+pub(super) const FLAGS: &[FlagSpec] = &[
     FlagSpec {
         name: "mount",
         aliases: &[],

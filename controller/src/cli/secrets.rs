@@ -11,7 +11,7 @@ use super::client::Client;
 use super::flags::{self, FlagSpec, Parsed};
 use super::output::{self, Format};
 
-const ENABLE_FLAGS: &[FlagSpec] = &[
+pub(super) const ENABLE_FLAGS: &[FlagSpec] = &[
     FlagSpec {
         name: "path",
         aliases: &[],
@@ -45,7 +45,7 @@ const ENABLE_FLAGS: &[FlagSpec] = &[
     flags::ADDRESS,
 ];
 
-const LIST_FLAGS: &[FlagSpec] = &[
+pub(super) const LIST_FLAGS: &[FlagSpec] = &[
     flags::FORMAT,
     FlagSpec {
         name: "detailed",
@@ -56,7 +56,7 @@ const LIST_FLAGS: &[FlagSpec] = &[
     flags::ADDRESS,
 ];
 
-const DISABLE_FLAGS: &[FlagSpec] = &[flags::ADDRESS];
+pub(super) const DISABLE_FLAGS: &[FlagSpec] = &[flags::ADDRESS];
 
 const SECRETS_HELP: &str = "Usage: rotor secrets <subcommand> [flags] [args]
 

@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use super::client::Client;
 use super::flags::{self, FlagSpec};
 
-const FLAGS: &[FlagSpec] = &[
+pub(super) const FLAGS: &[FlagSpec] = &[
     FlagSpec {
         name: "role",
         aliases: &[],

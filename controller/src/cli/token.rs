@@ -34,7 +34,7 @@ const ACCESSOR: FlagSpec = FlagSpec {
     help: "the argument is an accessor, not a token",
 };
 
-const LOGIN_FLAGS: &[FlagSpec] = &[
+pub(super) const LOGIN_FLAGS: &[FlagSpec] = &[
     flags::FORMAT,
     FIELD,
     ADDRESS,
@@ -46,7 +46,7 @@ const LOGIN_FLAGS: &[FlagSpec] = &[
     },
 ];
 
-const CREATE_FLAGS: &[FlagSpec] = &[
+pub(super) const CREATE_FLAGS: &[FlagSpec] = &[
     flags::FORMAT,
     FIELD,
     ADDRESS,
@@ -118,9 +118,9 @@ const CREATE_FLAGS: &[FlagSpec] = &[
     },
 ];
 
-const LOOKUP_FLAGS: &[FlagSpec] = &[flags::FORMAT, FIELD, ADDRESS, ACCESSOR];
+pub(super) const LOOKUP_FLAGS: &[FlagSpec] = &[flags::FORMAT, FIELD, ADDRESS, ACCESSOR];
 
-const RENEW_FLAGS: &[FlagSpec] = &[
+pub(super) const RENEW_FLAGS: &[FlagSpec] = &[
     flags::FORMAT,
     FIELD,
     ADDRESS,
@@ -133,7 +133,7 @@ const RENEW_FLAGS: &[FlagSpec] = &[
     },
 ];
 
-const REVOKE_FLAGS: &[FlagSpec] = &[
+pub(super) const REVOKE_FLAGS: &[FlagSpec] = &[
     ADDRESS,
     ACCESSOR,
     FlagSpec {

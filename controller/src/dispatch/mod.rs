@@ -339,21 +339,20 @@ impl Dispatcher {
     }
 
     /// Waits up to `until` for `id` to be connected (an agent restarting, a link being
-    /// re-established).
+    /// re-established): woken when a link registers, not polled.
     async fn wait_for_agent(
         &self,
         id: &AgentId,
         until: tokio::time::Instant,
     ) -> Result<Arc<AgentLink>, DispatchError> {
-        loop {
-            if let Some(link) = self.link(id.as_str()) {
-                return Ok(link);
-            }
-            if tokio::time::Instant::now() >= until {
-                return Err(DispatchError::NotConnected(id.to_string()));
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+        let target = JobTarget::Agent(id.clone());
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        if self.wait_until_connected(&target, left).await
+            && let Some(link) = self.link(id.as_str())
+        {
+            return Ok(link);
         }
+        Err(DispatchError::NotConnected(id.to_string()))
     }
 
     /// Hands every slot that can be given now to its waiting job. Called whenever a slot may

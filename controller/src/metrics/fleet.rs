@@ -5,11 +5,11 @@
 //!
 //! Owns reading those figures; it changes nothing. Must not count events (`registry.rs` does).
 //!
-//! The account counts need a scan of every account: about a second at a million. A scan's
-//! counts are reused while they are younger than ten times the scan took, so scraping costs
-//! at most a tenth of a core however often and by however many scrapers: at a million
-//! accounts the counts may be ~10 s old, a small fleet's are fresh on every scrape. Agents
-//! and queues are read live.
+//! The account counts come from the rows the OS engine keeps with every account write
+//! (`engines/os/due_index.rs`): four numbers, whatever the fleet's size. Only a store from
+//! before those rows, until the scheduler's start builds them, is scanned: a scan's counts are
+//! reused while younger than ten times the scan took (a tenth of a core at most). Agents and
+//! queues are read live.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -54,12 +54,7 @@ impl FleetGauges {
     }
 }
 
-const STATUSES: [AccountStatus; 4] = [
-    AccountStatus::InSync,
-    AccountStatus::Rotating,
-    AccountStatus::Verifying,
-    AccountStatus::OutOfSync,
-];
+use crate::engines::os::due_index::STATUSES;
 
 /// Account counts by status (in [`STATUSES`] order) from one scan of one store.
 struct Counted {
@@ -77,9 +72,12 @@ fn still_fresh(age: Duration, scan_took: Duration) -> bool {
     age < crate::store::rest_after_scan(scan_took)
 }
 
-/// Counts accounts by status: streams every OS account (one decoded at a time), unless the
-/// last count of this store is still fresh.
+/// Counts accounts by status: the kept counts, or (a store from before them) a stream of every
+/// OS account, one decoded at a time, unless the last such count is still fresh.
 fn account_counts(store: &Store) -> Result<[u64; 4], StoreError> {
+    if let Some(counts) = crate::engines::os::due_index::status_counts(store)? {
+        return Ok(counts);
+    }
     let identity = std::ptr::from_ref(store) as usize;
     if let Ok(last) = LAST_COUNT.lock()
         && let Some(last) = last.as_ref()

@@ -7,8 +7,8 @@
 //! time), not every account: a million accounts of which ten are due cost ten reads. The
 //! loop still rests ten times as long as a pass's reading took.
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
@@ -42,17 +42,15 @@ pub async fn run(engine: OsEngine, store: Arc<Store>, tick: Duration) {
         }
     }
     let permits = Arc::new(Semaphore::new(MAX_HOSTS_IN_FLIGHT));
-    // Hosts with a scheduled rotation running; a std mutex held only to insert/remove.
-    let busy: Arc<Mutex<HashSet<String>>> = Arc::new(Mutex::new(HashSet::new()));
     loop {
-        let scanned = match pass(&engine, &store, &permits, &busy).await {
+        let scanned = match pass(&engine, &store, &permits).await {
             Ok(scanned) => scanned,
             Err(error) => {
                 tracing::error!(%error, "scheduler pass failed; will retry");
                 Duration::ZERO
             }
         };
-        if let Err(error) = super::verify::pass(&engine, &store, &permits, &busy).await {
+        if let Err(error) = super::verify::pass(&engine, &store, &permits).await {
             tracing::error!(%error, "heartbeat verification pass failed; will retry");
         }
         tokio::time::sleep(pace(tick, scanned)).await;
@@ -70,7 +68,6 @@ async fn pass(
     engine: &OsEngine,
     store: &Arc<Store>,
     permits: &Arc<Semaphore>,
-    busy: &Arc<Mutex<HashSet<String>>>,
 ) -> Result<Duration, crate::store::StoreError> {
     let now = now_unix();
     let scan_started = std::time::Instant::now();
@@ -95,30 +92,23 @@ async fn pass(
             model::set_schedule_anchor(store, &mount, &host, &name, now, Some(&detail))?;
         }
         for (host, accounts) in due_by_host {
-            let key = format!("{mount}{host}");
-            let claimed = busy
-                .lock()
-                .map(|mut set| set.insert(key.clone()))
-                .unwrap_or(false);
-            if !claimed {
-                continue;
-            }
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 return Ok(scanning);
             };
+            // The driver's host claim is the one owner of "one job per host": a host busy
+            // now (a rotation, a verification, a recovery) is due again next pass.
+            let Some(claim) = engine.try_claim_host(&mount, &host) else {
+                continue;
+            };
             let engine = engine.clone();
-            let busy = busy.clone();
             let mount_path = mount.clone();
             tokio::spawn(async move {
                 tracing::info!(mount = %mount_path, %host, accounts = accounts.len(), "scheduled rotation");
                 if let Err(error) = engine
-                    .rotate_accounts(&mount_path, &host, Some(&accounts))
+                    .rotate_accounts_claimed(claim, &mount_path, &host, Some(&accounts))
                     .await
                 {
                     tracing::warn!(mount = %mount_path, %host, %error, "scheduled rotation failed");
-                }
-                if let Ok(mut set) = busy.lock() {
-                    set.remove(&key);
                 }
                 drop(permit);
             });

@@ -7,8 +7,7 @@
 //! the driver's `verify_current_as` does both (marks `out_of_sync`, reconciles when asked,
 //! counts `rotor_verifications_total{kind="scheduled"}`, records the result).
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
@@ -17,13 +16,12 @@ use crate::metrics::VerificationKind;
 use crate::store::{Store, StoreError};
 use crate::tokens::now_unix;
 
-/// Starts the verifications due now; each one claims `verify:<mount><host>/<account>` in
-/// `busy` so a slow one is not started twice.
+/// Starts the verifications due now; each claims its host from the driver (the one owner of
+/// one job per host), so a slow one is not started twice and never overlaps a rotation.
 pub async fn pass(
     engine: &OsEngine,
     store: &Arc<Store>,
     permits: &Arc<Semaphore>,
-    busy: &Arc<Mutex<HashSet<String>>>,
 ) -> Result<(), StoreError> {
     let now = now_unix();
     for mount in crate::engines::mounts::list(store)?
@@ -40,23 +38,23 @@ pub async fn pass(
                 Some(current) if current.pending.is_none() => {}
                 _ => continue,
             }
-            let key = format!("verify:{}{host}/{account}", mount.path);
-            let claimed = busy
-                .lock()
-                .map(|mut set| set.insert(key.clone()))
-                .unwrap_or(false);
-            if !claimed {
-                continue;
-            }
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 return Ok(());
             };
+            let Some(claim) = engine.try_claim_host(&mount.path, &host) else {
+                continue;
+            };
             let engine = engine.clone();
-            let busy = busy.clone();
             let mount_path = mount.path.clone();
             tokio::spawn(async move {
                 match engine
-                    .verify_current_as(&mount_path, &host, &account, VerificationKind::Scheduled)
+                    .verify_current_claimed(
+                        claim,
+                        &mount_path,
+                        &host,
+                        &account,
+                        VerificationKind::Scheduled,
+                    )
                     .await
                 {
                     Ok(true) => {
@@ -68,9 +66,6 @@ pub async fn pass(
                     Err(error) => {
                         tracing::warn!(mount = %mount_path, %host, %account, error = %error.message, "heartbeat verification could not run; next period tries again")
                     }
-                }
-                if let Ok(mut set) = busy.lock() {
-                    set.remove(&key);
                 }
                 drop(permit);
             });

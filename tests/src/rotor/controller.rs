@@ -90,6 +90,11 @@ impl Controller {
         format!("{}:{AGENT_PORT}", self.name())
     }
 
+    /// The HTTPS API's URL from this machine: the container's address on `core`.
+    pub fn api_url(&self, core: &Network) -> Result<String> {
+        Ok(format!("https://{}:8200", self.container.address_on(core)?))
+    }
+
     /// The docker volume mounted at `/data` (store, seal key, CA).
     pub fn data_volume(&self) -> &str {
         self.data.name()

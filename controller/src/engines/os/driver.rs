@@ -72,6 +72,11 @@ pub struct AccountReport {
     pub error: Option<String>,
 }
 
+/// A host claimed for one job ([`OsEngine::claim_host`]); the claim ends when it drops.
+pub struct HostClaim {
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
 #[derive(Clone)]
 pub struct OsEngine {
     store: Arc<Store>,
@@ -87,6 +92,22 @@ impl OsEngine {
             dispatcher,
             host_locks: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    /// Claims `host` for one job (waiting while another holds it): the one owner of the
+    /// one-job-per-host rule. Held until dropped.
+    pub async fn claim_host(&self, mount: &str, host: &str) -> HostClaim {
+        HostClaim {
+            _guard: self.host_lock(mount, host).lock_owned().await,
+        }
+    }
+
+    /// Claims `host` if nothing holds it now (the scheduler skips a busy host this pass).
+    pub fn try_claim_host(&self, mount: &str, host: &str) -> Option<HostClaim> {
+        self.host_lock(mount, host)
+            .try_lock_owned()
+            .ok()
+            .map(|guard| HostClaim { _guard: guard })
     }
 
     fn host_lock(&self, mount: &str, host: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -291,8 +312,7 @@ impl OsEngine {
         host_name: &str,
         account_name: &str,
     ) -> Result<AccountReport, ApiError> {
-        let lock = self.host_lock(mount, host_name);
-        let _guard = lock.lock().await;
+        let _claim = self.claim_host(mount, host_name).await;
         let (host, account) = self.load(mount, host_name, account_name)?;
         let reports = match &account.parent_ref {
             Some(parent_name) => {
@@ -325,8 +345,19 @@ impl OsEngine {
         host_name: &str,
         only: Option<&[String]>,
     ) -> Result<Vec<AccountReport>, ApiError> {
-        let lock = self.host_lock(mount, host_name);
-        let _guard = lock.lock().await;
+        let claim = self.claim_host(mount, host_name).await;
+        self.rotate_accounts_claimed(claim, mount, host_name, only)
+            .await
+    }
+
+    /// [`OsEngine::rotate_accounts`] on a host the caller already claimed.
+    pub async fn rotate_accounts_claimed(
+        &self,
+        _claim: HostClaim,
+        mount: &str,
+        host_name: &str,
+        only: Option<&[String]>,
+    ) -> Result<Vec<AccountReport>, ApiError> {
         let host = model::get_host(&self.store, mount, host_name)?
             .ok_or_else(|| ApiError::not_found(format!("host {host_name} does not exist")))?;
         let accounts: Vec<AccountRecord> = model::list_accounts(&self.store, mount, host_name)?
@@ -885,8 +916,7 @@ impl OsEngine {
 
     /// Recovers one host's pending accounts in order; answers how many settled.
     async fn recover_host(&self, mount: &str, host: &str, accounts: &[String]) -> usize {
-        let lock = self.host_lock(mount, host);
-        let _guard = lock.lock().await;
+        let _claim = self.claim_host(mount, host).await;
         let mut resolved = 0;
         for account in accounts {
             match self.verify_pending_locked(mount, host, account).await {
@@ -921,8 +951,20 @@ impl OsEngine {
         account_name: &str,
         kind: VerificationKind,
     ) -> Result<bool, ApiError> {
-        let lock = self.host_lock(mount, host_name);
-        let _guard = lock.lock().await;
+        let claim = self.claim_host(mount, host_name).await;
+        self.verify_current_claimed(claim, mount, host_name, account_name, kind)
+            .await
+    }
+
+    /// [`OsEngine::verify_current_as`] on a host the caller already claimed.
+    pub async fn verify_current_claimed(
+        &self,
+        claim: HostClaim,
+        mount: &str,
+        host_name: &str,
+        account_name: &str,
+        kind: VerificationKind,
+    ) -> Result<bool, ApiError> {
         let (host, account) = self.load(mount, host_name, account_name)?;
         if account.pending.is_some() {
             return Err(ApiError::bad_request(format!(
@@ -1000,7 +1042,7 @@ impl OsEngine {
                 model::mark_out_of_sync(&self.store, mount, host_name, account_name, &detail)?;
                 tracing::error!(host = %host_name, account = %account_name, "{detail}");
                 if account.auto_reconcile && account.parent_ref.is_some() {
-                    drop(_guard);
+                    drop(claim);
                     self.reconcile(mount, host_name, account_name).await?;
                 }
                 Ok(false)

@@ -9,15 +9,78 @@
 //! disagrees with the records. A store from before the index gets it built once at start
 //! ([`ensure_built`]).
 //!
-//! Owns the index's keys. Must not decide whether an account is due: the scheduler's `due`
+//! The same writes keep the accounts' counts by status (one `meta` row, moved in the same
+//! transaction as the account), so `sys/metrics` reads four numbers instead of scanning.
+//!
+//! Owns the index's keys and the counts' row. Must not decide whether an account is due: the scheduler's `due`
 //! judges every account the index hands it (a pending, failing or out-of-sync account keeps
 //! its entry and is looked at again each pass).
 
-use super::model::AccountRecord;
+use super::model::{AccountRecord, AccountStatus};
 use crate::store::{Store, StoreResult, Table, WriteTx};
 
 /// Marks a store whose index has been built (stores from before it had none).
 const BUILT_MARKER: &str = "os-due-index-built";
+/// The accounts' counts by status, in [`STATUSES`] order (a `meta` row).
+const STATUS_COUNTS: &str = "os-accounts-by-status";
+/// Marks a store whose counts have been built (stores from before them had none).
+const COUNTS_BUILT_MARKER: &str = "os-accounts-by-status-built";
+
+/// The order of the counts.
+pub const STATUSES: [AccountStatus; 4] = [
+    AccountStatus::InSync,
+    AccountStatus::Rotating,
+    AccountStatus::Verifying,
+    AccountStatus::OutOfSync,
+];
+
+fn status_slot(status: AccountStatus) -> usize {
+    match status {
+        AccountStatus::InSync => 0,
+        AccountStatus::Rotating => 1,
+        AccountStatus::Verifying => 2,
+        AccountStatus::OutOfSync => 3,
+    }
+}
+
+/// Moves one account from `old` to `new` in the counts, in the caller's transaction.
+fn recount(
+    tx: &WriteTx<'_>,
+    old: Option<AccountStatus>,
+    new: Option<AccountStatus>,
+) -> StoreResult<()> {
+    if old == new {
+        return Ok(());
+    }
+    let mut counts = tx
+        .get::<[u64; 4]>(Table::Meta, STATUS_COUNTS)?
+        .unwrap_or_default();
+    if let Some(old) = old {
+        let slot = &mut counts[status_slot(old)];
+        *slot = slot.saturating_sub(1);
+    }
+    if let Some(new) = new {
+        counts[status_slot(new)] += 1;
+    }
+    tx.put(Table::Meta, STATUS_COUNTS, &counts)
+}
+
+/// The accounts' counts by status ([`STATUSES`] order), or None for a store whose counts
+/// are not built yet (then a scan must count).
+pub fn status_counts(store: &Store) -> StoreResult<Option<[u64; 4]>> {
+    store.read(|tx| {
+        if !tx
+            .get::<bool>(Table::Meta, COUNTS_BUILT_MARKER)?
+            .unwrap_or(false)
+        {
+            return Ok(None);
+        }
+        Ok(Some(
+            tx.get::<[u64; 4]>(Table::Meta, STATUS_COUNTS)?
+                .unwrap_or_default(),
+        ))
+    })
+}
 
 /// The index key of `account` (stored at `account_key`), if it rotates by itself.
 pub fn index_key(account_key: &str, account: &AccountRecord) -> Option<String> {
@@ -39,9 +102,13 @@ pub fn account_key_of(index_key: &str) -> Option<&str> {
 
 /// Writes `account` at `key` and moves its index entry, in the caller's transaction.
 pub fn put_account(tx: &WriteTx<'_>, key: &str, account: &AccountRecord) -> StoreResult<()> {
-    let old = tx
-        .get::<AccountRecord>(Table::Accounts, key)?
-        .and_then(|old| index_key(key, &old));
+    let previous = tx.get::<AccountRecord>(Table::Accounts, key)?;
+    recount(
+        tx,
+        previous.as_ref().map(|old| old.status),
+        Some(account.status),
+    )?;
+    let old = previous.and_then(|old| index_key(key, &old));
     let new = index_key(key, account);
     if old != new {
         if let Some(old) = old {
@@ -56,10 +123,9 @@ pub fn put_account(tx: &WriteTx<'_>, key: &str, account: &AccountRecord) -> Stor
 
 /// Deletes the account at `key` and its index entry, in the caller's transaction.
 pub fn delete_account(tx: &WriteTx<'_>, key: &str) -> StoreResult<()> {
-    if let Some(old) = tx
-        .get::<AccountRecord>(Table::Accounts, key)?
-        .and_then(|old| index_key(key, &old))
-    {
+    let previous = tx.get::<AccountRecord>(Table::Accounts, key)?;
+    recount(tx, previous.as_ref().map(|old| old.status), None)?;
+    if let Some(old) = previous.and_then(|old| index_key(key, &old)) {
         tx.delete(Table::AccountsDue, &old)?;
     }
     tx.delete(Table::Accounts, key)?;
@@ -69,6 +135,7 @@ pub fn delete_account(tx: &WriteTx<'_>, key: &str) -> StoreResult<()> {
 /// Builds the index from the accounts once, for a store written before it existed. One
 /// transaction: writers wait for it, and none can slip between the scan and the marker.
 pub fn ensure_built(store: &Store) -> StoreResult<usize> {
+    ensure_counts_built(store)?;
     if store
         .get::<bool>(Table::Meta, BUILT_MARKER)?
         .unwrap_or(false)
@@ -91,6 +158,31 @@ pub fn ensure_built(store: &Store) -> StoreResult<usize> {
         }
         tx.put(Table::Meta, BUILT_MARKER, &true)?;
         Ok(indexed)
+    })
+}
+
+/// Counts the accounts by status once, for a store written before the counts existed. One
+/// transaction, like the index's build.
+fn ensure_counts_built(store: &Store) -> StoreResult<()> {
+    if store
+        .get::<bool>(Table::Meta, COUNTS_BUILT_MARKER)?
+        .unwrap_or(false)
+    {
+        return Ok(());
+    }
+    store.write(|tx| {
+        if tx
+            .get::<bool>(Table::Meta, COUNTS_BUILT_MARKER)?
+            .unwrap_or(false)
+        {
+            return Ok(());
+        }
+        let mut counts = [0u64; 4];
+        for (_, account) in tx.scan::<AccountRecord>(Table::Accounts, "")? {
+            counts[status_slot(account.status)] += 1;
+        }
+        tx.put(Table::Meta, STATUS_COUNTS, &counts)?;
+        tx.put(Table::Meta, COUNTS_BUILT_MARKER, &true)
     })
 }
 
@@ -195,6 +287,51 @@ mod tests {
             entries(&store).is_empty(),
             "a deleted account leaves no entry"
         );
+    }
+
+    #[test]
+    fn the_counts_by_status_follow_every_account_write() {
+        let store = Store::in_memory(Sealer::ephemeral()).expect("store");
+        assert_eq!(status_counts(&store).expect("read"), None, "not built yet");
+        ensure_built(&store).expect("built");
+        let counts = || status_counts(&store).expect("read").expect("built");
+        assert_eq!(counts(), [0, 0, 0, 0]);
+        for name in ["app", "svc"] {
+            create_account(
+                &store,
+                MOUNT,
+                periodic(name, 1_000, 60),
+                &Password::new("v1".to_string()),
+            )
+            .expect("created");
+        }
+        assert_eq!(counts(), [2, 0, 0, 0]);
+        model::record_pending_candidates(
+            &store,
+            MOUNT,
+            "h1",
+            "job-1",
+            &[("app".to_string(), Password::new("v2".to_string()))],
+        )
+        .expect("pending");
+        assert_eq!(counts(), [1, 1, 0, 0]);
+        model::mark_verifying(&store, MOUNT, "h1", "app", "lost").expect("verifying");
+        assert_eq!(counts(), [1, 0, 1, 0]);
+        model::mark_out_of_sync(&store, MOUNT, "h1", "app", "neither").expect("out of sync");
+        assert_eq!(counts(), [1, 0, 0, 1]);
+        delete(&store, MOUNT, "h1", "app").expect("deleted");
+        assert_eq!(counts(), [1, 0, 0, 0]);
+
+        // A store from before the counts: they are counted once, from the records.
+        store
+            .write(|tx| {
+                tx.delete(Table::Meta, COUNTS_BUILT_MARKER)?;
+                tx.delete(Table::Meta, STATUS_COUNTS)
+            })
+            .expect("forgotten");
+        assert_eq!(status_counts(&store).expect("read"), None);
+        ensure_built(&store).expect("rebuilt");
+        assert_eq!(counts(), [1, 0, 0, 0]);
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub mod rotation;
 pub mod site;
 pub mod waves;
 
-pub use driver::OsEngine;
+pub use driver::{HostClaim, OsEngine};
 
 use std::time::Duration;
 

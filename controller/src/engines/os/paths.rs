@@ -252,6 +252,15 @@ static PATHS: LazyLock<Vec<PathSpec>> = LazyLock::new(|| {
             vec![(Operation::Read, super::rollout::read_run)],
         ),
         spec(
+            "rotations/{id}/stop",
+            "Stops a running fleet rotation: no more hosts start.",
+            "Hosts rotating when the stop arrives finish (a rotation is never abandoned \
+             midway); hosts not started are left untouched and read not_attempted, and the \
+             run ends stopped with the reason. A run that is not running is a 400.",
+            &[],
+            vec![(Operation::Write, super::rollout::stop_run)],
+        ),
+        spec(
             "hosts/{host}/accounts",
             "Lists a host's accounts.",
             "The names of the host's accounts.",

@@ -1,5 +1,6 @@
 //! Fleet rotation in waves, the running half: `os/rotate` (a plan, or a run in the
-//! background), `os/rotations` and `os/rotations/:id` (a run's progress and outcome).
+//! background), `os/rotations`, `os/rotations/:id` (a run's progress and outcome) and
+//! `os/rotations/:id/stop` (an operator stops it: no more hosts start).
 //!
 //! Owns the run record (kept in `meta` under `os-rotation:<mount><id>`, rewritten as hosts
 //! finish, so a read after completion or after a restart works) and the runner: waves in
@@ -9,9 +10,9 @@
 //! stopped reads as `interrupted`; its hosts that were mid-rotation are left to the driver's
 //! recovery of pending candidates, and the rest are `not_attempted`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -31,6 +32,19 @@ static BOOT: LazyLock<String> = LazyLock::new(|| {
     let random: u64 = rand::random();
     format!("{random:016x}")
 });
+
+/// Runs an operator asked to stop (`os/rotations/:id/stop`), as `<mount><id>`: the runner
+/// of this process reads it before it starts each host, so hosts in flight finish and the
+/// rest are `not_attempted`, as when the failure threshold stops a run.
+static STOP_REQUESTS: LazyLock<Mutex<HashSet<String>>> =
+    LazyLock::new(|| Mutex::new(HashSet::new()));
+
+fn stop_requests() -> std::sync::MutexGuard<'static, HashSet<String>> {
+    // A set of ids stays consistent whatever panicked while holding it.
+    STOP_REQUESTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 pub const ROTATE_FIELDS: &[Field] = &[
     Field::new("site", FieldKind::String, "only hosts of this site"),
@@ -379,6 +393,13 @@ pub async fn execute<R: HostRotator>(
         let mut in_flight = FuturesUnordered::new();
         loop {
             let mut launched = false;
+            if !stopped && stop_requests().contains(&format!("{mount}{}", record.id)) {
+                stopped = true;
+                let reason = "stopped by an operator (rotations/<id>/stop); hosts not started were left untouched".replace("<id>", &record.id);
+                tracing::warn!(run = %record.id, "fleet rotation stopped: {reason}");
+                record.stop_reason = Some(reason);
+                save(store, &record);
+            }
             if !stopped {
                 let mut waiting = VecDeque::new();
                 while let Some(index) = queue.pop_front() {
@@ -461,6 +482,7 @@ pub async fn execute<R: HostRotator>(
         Some("the run ended while it was running"),
     );
     save(store, &record);
+    stop_requests().remove(&format!("{mount}{}", record.id));
     tracing::info!(run = %record.id, state = ?record.state, succeeded = record.count(AccountState::Succeeded),
         failed = record.count(AccountState::Failed), not_attempted = record.count(AccountState::NotAttempted),
         "fleet rotation finished");
@@ -594,6 +616,34 @@ pub fn read_run(state: AppState, request: Request) -> HandlerFuture {
     })
 }
 
+/// `os/rotations/:id/stop`: asks a running run to start no more hosts.
+pub fn stop_run(state: AppState, request: Request) -> HandlerFuture {
+    Box::pin(async move {
+        let id = request.param("id");
+        let record = load(&state.store, &request.mount, id)?.ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no fleet rotation {id} on {}; list them at {}rotations",
+                request.mount, request.mount
+            ))
+        })?;
+        if record.state != RunState::Running {
+            return Err(ApiError::bad_request(format!(
+                "fleet rotation {id} is {}: only a running run can be stopped",
+                serde_json::to_value(record.state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default()
+            )));
+        }
+        stop_requests().insert(format!("{}{id}", request.mount));
+        tracing::warn!(run = %id, "fleet rotation stop requested");
+        Ok(ApiResponse::data(crate::data_map! {
+            "id" => id,
+            "state" => "stopping",
+        }))
+    })
+}
+
 /// `os/rotations` (LIST): the runs' ids.
 pub fn list_runs(state: AppState, request: Request) -> HandlerFuture {
     Box::pin(async move {
@@ -715,6 +765,28 @@ mod tests {
             .flatten()
             .map(|host| (host.host.clone(), host.accounts[0].state))
             .collect()
+    }
+
+    #[tokio::test]
+    async fn an_operator_stop_starts_no_more_hosts() {
+        let store = store();
+        let fake = Fake::new(&[]);
+        let options = WaveOptions {
+            canary: 1,
+            wave_size: 2,
+            max_parallel_per_site: 1,
+            failure_threshold: Threshold::Count(0),
+        };
+        let mut run = record(&["a-1", "a-2", "a-3"], options);
+        run.id = "run-stopped-by-operator".into();
+        stop_requests().insert("os/run-stopped-by-operator".into());
+        let done = execute(&fake, &store, run).await;
+        assert_eq!(done.state, RunState::Stopped);
+        assert!(fake.started.lock().expect("lock").is_empty());
+        assert_eq!(done.count(AccountState::NotAttempted), 6);
+        let reason = done.stop_reason.expect("a reason");
+        assert!(reason.contains("stopped by an operator"), "{reason}");
+        assert!(!stop_requests().contains("os/run-stopped-by-operator"));
     }
 
     #[tokio::test]
