@@ -6,7 +6,6 @@
 //! lease actions are `creds.rs`; agent jobs are `jobs.rs`.
 
 use std::sync::LazyLock;
-use std::time::Duration;
 
 use rotor_common::ids::JobId;
 use rotor_common::secret::Password;
@@ -231,7 +230,7 @@ pub fn paths() -> &'static [PathSpec] {
 /// JSON list is several.
 fn statements(request: &Request, field: &str) -> Result<Option<Vec<String>>, ApiError> {
     match request.string(field) {
-        Ok(Some(text)) => Ok(Some(vec![text]).filter(|_| true)),
+        Ok(Some(text)) => Ok(Some(vec![text])),
         Ok(None) => Ok(None),
         Err(_) => request.string_list(field),
     }
@@ -782,9 +781,4 @@ fn delete_role(state: AppState, request: Request) -> HandlerFuture {
             .write(|tx| tx.delete(Table::DatabaseRoles, &key))?;
         Ok(ApiResponse::empty())
     })
-}
-
-/// Longest wait the engine gives one agent job, for help texts and tests.
-pub fn job_deadline() -> Duration {
-    jobs::JOB_DEADLINE
 }
