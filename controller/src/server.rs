@@ -293,6 +293,13 @@ pub async fn run(mode: Mode) -> Result<()> {
             store: store.clone(),
         }),
     );
+    // The database engine's roles: their leases drop them and renew their VALID UNTIL; leases
+    // a stopped controller left mid-creation are revoked (dropping the role if it exists).
+    crate::engines::database::creds::RoleLeases::install(
+        store.clone(),
+        dispatcher.clone(),
+        &services.leases,
+    );
     dispatcher.set_otp_verifier(crate::engines::ssh::otp::verifier(
         store.clone(),
         services.leases.clone(),

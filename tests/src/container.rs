@@ -40,7 +40,11 @@ impl Container {
     /// Starts a container of the test image on `spec.network` with NET_ADMIN (for `tc`)
     /// and docker's init as PID 1 (reaps what the entrypoint does not).
     pub(crate) fn start(spec: ContainerSpec<'_>) -> Result<Container> {
-        let image = test_image()?;
+        Container::start_image(spec, test_image()?)
+    }
+
+    /// Like [`Container::start`], from another image built here (the PostgreSQL image).
+    pub(crate) fn start_image(spec: ContainerSpec<'_>, image: String) -> Result<Container> {
         let mut args: Vec<String> = ["run", "-d", "--init", "--cap-add", "NET_ADMIN"]
             .map(String::from)
             .to_vec();

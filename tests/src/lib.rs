@@ -29,6 +29,7 @@ pub mod naming;
 pub mod network;
 pub mod otp_helper;
 pub mod packages;
+pub mod postgres;
 pub mod process;
 pub mod rotor;
 pub mod site;

@@ -1,17 +1,21 @@
 //! Host execution: changing passwords on Linux hosts over SSH (`ssh`, after `host_key` and
-//! `login`) or on this host (`local`), and the typed error every caller branches on.
+//! `login`) or on this host (`local`), and the typed error every caller branches on; and
+//! PostgreSQL (`postgres`, `postgres_tls`, `sql`), whose own error keeps the same split.
 //!
 //! Owns the distinction the rotation protocol rests on: [`ExecError::BeforeChange`] (certain
 //! that the host still has the old password) versus [`ExecError::OutcomeUnknown`] (verify
 //! before deciding). Does not decide what to do about either (the controller does), keeps no
-//! state between jobs, and never puts a password in an error, a log line or a process
-//! argument.
+//! state between jobs but PostgreSQL's connection pool, and never puts a password in an
+//! error, a log line or a process argument.
 
 pub mod chpasswd;
 pub mod dialog;
 pub mod host_key;
 pub mod local;
 pub mod login;
+pub mod postgres;
+pub mod postgres_tls;
+pub mod sql;
 pub mod ssh;
 pub mod target;
 

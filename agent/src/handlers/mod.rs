@@ -3,6 +3,7 @@
 //! Owns mapping a job to the code that performs it. Must not know about QUIC or the journal:
 //! `link` delivers jobs here and carries outcomes back.
 
+mod database;
 mod os;
 
 use std::future::Future;
@@ -27,5 +28,6 @@ pub async fn run(kind: JobKind) -> JobOutcome {
     match kind {
         JobKind::Echo { payload } => JobOutcome::Echo { payload },
         JobKind::Os(job) => os::run(job).await,
+        JobKind::Database(job) => database::run(job).await,
     }
 }

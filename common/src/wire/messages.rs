@@ -181,24 +181,29 @@ pub enum JobKind {
     },
     /// Variant 1: a job of the OS secrets engine (log in, rotate).
     Os(super::os::OsJob),
+    /// Variant 2: a job of the database secrets engine (PostgreSQL roles).
+    Database(super::database::DbJob),
 }
 
 /// The capabilities (job kinds) this release's agent can run, as it sends them in
 /// [`Hello::capabilities`]; the controller sends a job only to an agent that lists its
 /// [`JobKind::capability`].
-pub const AGENT_CAPABILITIES: &[&str] = &[JobKind::ECHO, JobKind::OS];
+pub const AGENT_CAPABILITIES: &[&str] = &[JobKind::ECHO, JobKind::OS, JobKind::DATABASE];
 
 impl JobKind {
     /// The capability of [`JobKind::Echo`].
     pub const ECHO: &'static str = "echo";
     /// The capability of [`JobKind::Os`].
     pub const OS: &'static str = "os";
+    /// The capability of [`JobKind::Database`].
+    pub const DATABASE: &'static str = "database";
 
     /// The capability an agent must advertise to be sent this job.
     pub fn capability(&self) -> &'static str {
         match self {
             JobKind::Echo { .. } => Self::ECHO,
             JobKind::Os(_) => Self::OS,
+            JobKind::Database(_) => Self::DATABASE,
         }
     }
 
@@ -207,14 +212,16 @@ impl JobKind {
     /// acknowledged only then (not when the result arrives).
     pub fn changes_a_credential(&self) -> bool {
         use super::os::OsJob;
-        matches!(
-            self,
-            JobKind::Os(
+        match self {
+            JobKind::Echo { .. } => false,
+            JobKind::Os(job) => matches!(
+                job,
                 OsJob::RotateWithParent { .. }
                     | OsJob::RotateSelf { .. }
                     | OsJob::RotateLocal { .. }
-            )
-        )
+            ),
+            JobKind::Database(job) => job.changes_a_credential(),
+        }
     }
 }
 
@@ -251,6 +258,8 @@ pub enum JobOutcome {
     Failed(JobFailure),
     /// Variant 2: what an OS engine job found or did.
     Os(super::os::OsOutcome),
+    /// Variant 3: what a database engine job found or did.
+    Database(super::database::DbOutcome),
 }
 
 /// Why a job failed, and whether anything may have changed on the target.

@@ -13,6 +13,7 @@
 //! - Enums only grow at the end; a new variant or field is a new [`PROTOCOL_VERSION`] unless
 //!   it is a new job kind that older agents never receive.
 
+pub mod database;
 mod frame;
 mod messages;
 pub mod os;

@@ -559,3 +559,138 @@ proptest! {
         let _ = decode_agent_first_frame(&frame[FRAME_HEADER_LEN..]);
     }
 }
+
+fn database_target() -> database::DatabaseTarget {
+    database::DatabaseTarget {
+        name: "database/config/pg".into(),
+        host: "db.site-a".into(),
+        port: 5432,
+        database: "app".into(),
+        username: "rotor".into(),
+        password: Password::new("root-secret-pw"),
+        ssl_mode: database::SslMode::VerifyFull,
+        password_authentication: database::PasswordAuthentication::ScramSha256,
+        ca_pem: Some("-----BEGIN CERTIFICATE-----\n".into()),
+        connect_timeout_ms: 5000,
+        statement_timeout_ms: 10_000,
+        max_open_connections: 4,
+        max_idle_connections: 2,
+        max_connection_lifetime_secs: 0,
+    }
+}
+
+#[test]
+fn job_kind_and_outcome_variant_indexes_are_pinned() {
+    use database::{DbJob, DbOutcome, RoleValues};
+    let role = RoleValues {
+        name: "v-token-ro-abc".into(),
+        password: Some(Password::new("dynamic-secret-pw")),
+        expiration: Some("2026-12-02 11:00:00+0000".into()),
+    };
+    let kinds = [
+        JobKind::Echo { payload: vec![] },
+        JobKind::Os(os::OsJob::RotateLocal {
+            command: "/usr/sbin/chpasswd".into(),
+            changes: vec![],
+        }),
+        JobKind::Database(DbJob::CreateRole {
+            target: database_target(),
+            role: role.clone(),
+            statements: vec!["CREATE ROLE \"{{name}}\"".into()],
+        }),
+    ];
+    let indexes: Vec<u8> = kinds
+        .iter()
+        .map(|kind| postcard::to_stdvec(kind).expect("encode")[0])
+        .collect();
+    assert_eq!(indexes, [0, 1, 2]);
+    let outcomes = [
+        JobOutcome::Echo { payload: vec![] },
+        JobOutcome::Failed(JobFailure {
+            certainty: FailureCertainty::BeforeChange,
+            message: String::new(),
+        }),
+        JobOutcome::Os(os::OsOutcome::Login {
+            accepted: None,
+            host_key: None,
+        }),
+        JobOutcome::Database(DbOutcome::Created),
+    ];
+    let indexes: Vec<u8> = outcomes
+        .iter()
+        .map(|outcome| postcard::to_stdvec(outcome).expect("encode")[0])
+        .collect();
+    assert_eq!(indexes, [0, 1, 2, 3]);
+
+    let target = database_target;
+    let jobs = [
+        DbJob::Verify { target: target() },
+        DbJob::CreateRole {
+            target: target(),
+            role: role.clone(),
+            statements: vec![],
+        },
+        DbJob::RoleExists {
+            target: target(),
+            name: "x".into(),
+        },
+        DbJob::RevokeRole {
+            target: target(),
+            name: "x".into(),
+            statements: vec![],
+            terminate_sessions: true,
+        },
+        DbJob::RenewRole {
+            target: target(),
+            role: role.clone(),
+            statements: vec![],
+        },
+        DbJob::SetPassword {
+            target: target(),
+            role: role.clone(),
+            statements: vec![],
+        },
+        DbJob::RehearseCreation {
+            target: target(),
+            role,
+            statements: vec![],
+        },
+    ];
+    let indexes: Vec<u8> = jobs
+        .iter()
+        .map(|job| postcard::to_stdvec(job).expect("encode")[0])
+        .collect();
+    assert_eq!(indexes, [0, 1, 2, 3, 4, 5, 6]);
+    let changing: Vec<bool> = jobs.iter().map(DbJob::changes_a_credential).collect();
+    assert_eq!(changing, [false, true, false, true, true, true, false]);
+    for job in jobs {
+        let kind = JobKind::Database(job);
+        round_trip(&Job {
+            id: JobId(9),
+            deadline_unix_ms: 1,
+            kind: kind.clone(),
+        });
+        let rendered = format!("{kind:?}");
+        assert!(!rendered.contains("root-secret-pw"), "{rendered}");
+        assert!(!rendered.contains("dynamic-secret-pw"), "{rendered}");
+    }
+    let outcomes = [
+        DbOutcome::Verified {
+            server_version: "PostgreSQL 15".into(),
+        },
+        DbOutcome::Created,
+        DbOutcome::RoleExists { exists: true },
+        DbOutcome::Revoked {
+            existed: true,
+            sessions_terminated: 2,
+        },
+        DbOutcome::Renewed,
+        DbOutcome::PasswordSet,
+        DbOutcome::CreationRehearsed,
+    ];
+    let indexes: Vec<u8> = outcomes
+        .iter()
+        .map(|outcome| postcard::to_stdvec(outcome).expect("encode")[0])
+        .collect();
+    assert_eq!(indexes, [0, 1, 2, 3, 4, 5, 6]);
+}

@@ -1,8 +1,9 @@
 //! Secrets engines: the types that can be mounted, and where their path tables live.
 //!
-//! Owns the registry of engine types (`os`, `ssh`) and the mount table. Engines never touch
+//! Owns the registry of engine types (`os`, `ssh`, `database`) and the mount table. Engines never touch
 //! QUIC: they submit jobs to `dispatch` and read typed results.
 
+pub mod database;
 pub mod mounts;
 pub mod os;
 pub mod ssh;
@@ -13,6 +14,10 @@ use crate::api::PathSpec;
 pub const KNOWN_TYPES: &[(&str, &str)] = &[
     ("os", "rotates passwords of Linux accounts through agents"),
     ("ssh", "one-time SSH passwords and SSH certificates"),
+    (
+        "database",
+        "dynamic PostgreSQL credentials under leases, through agents",
+    ),
 ];
 
 /// Other names of engine types, as Vault's documents spell them: the OS engine is a plugin
@@ -32,6 +37,7 @@ pub fn paths(kind: &str) -> Option<&'static [PathSpec]> {
     match kind {
         "os" => Some(os::paths::paths()),
         "ssh" => Some(ssh::paths::paths()),
+        "database" => Some(database::paths::paths()),
         _ => None,
     }
 }

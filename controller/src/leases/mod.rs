@@ -33,6 +33,13 @@ pub trait Revoker: Send + Sync {
     fn revoke<'a>(&'a self, lease: &'a LeaseRecord) -> RevokeFuture<'a>;
 }
 
+/// Extends one kind of secret on its target before a renewal is recorded (a database role's
+/// `VALID UNTIL`). Kinds without one renew in the store only.
+pub trait Renewer: Send + Sync {
+    /// Makes the secret of `lease` valid until `new_expire_unix`.
+    fn renew<'a>(&'a self, lease: &'a LeaseRecord, new_expire_unix: u64) -> RevokeFuture<'a>;
+}
+
 /// Why a lease operation was refused or failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
@@ -50,6 +57,10 @@ pub enum LeaseError {
         error: String,
         retry_secs: u64,
     },
+    #[error(
+        "renewing lease {lease_id} failed: {error}; the lease keeps its old expiry, renew again once that is fixed"
+    )]
+    RenewFailed { lease_id: String, error: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -81,6 +92,7 @@ pub struct PrefixOutcome {
 struct Inner {
     store: Arc<Store>,
     revokers: RwLock<HashMap<String, Arc<dyn Revoker>>>,
+    renewers: RwLock<HashMap<String, Arc<dyn Renewer>>>,
     /// (due time, lease id): what the sweeper looks at next. Mirrors the store; rebuilt from
     /// it at start. A std mutex: never held across an await.
     schedule: Mutex<BTreeSet<(u64, String)>>,
@@ -88,6 +100,8 @@ struct Inner {
     in_flight: Mutex<HashSet<String>>,
     /// Wakes the sweeper when something became due now (a token was revoked).
     wake: Notify,
+    /// Leases whose last revocation failed (kept and retried): `sys/metrics` counts them.
+    failing: Mutex<HashSet<String>>,
 }
 
 /// Handle to the lease manager. Cheap to clone.
@@ -114,13 +128,21 @@ impl LeaseManager {
             .into_iter()
             .map(|(id, lease)| (lease.due_unix(), id))
             .collect();
+        let failing: HashSet<String> = store
+            .scan::<LeaseRecord>(Table::Leases, "")?
+            .into_iter()
+            .filter(|(_, lease)| lease.revocation.is_some())
+            .map(|(id, _)| id)
+            .collect();
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
                 revokers: RwLock::new(HashMap::new()),
+                renewers: RwLock::new(HashMap::new()),
                 schedule: Mutex::new(schedule),
                 in_flight: Mutex::new(HashSet::new()),
                 wake: Notify::new(),
+                failing: Mutex::new(failing),
             }),
         })
     }
@@ -130,6 +152,18 @@ impl LeaseManager {
         if let Ok(mut revokers) = self.inner.revokers.write() {
             revokers.insert(secret_kind.to_string(), revoker);
         }
+    }
+
+    /// Installs the renew action for a secret kind (engines call this at startup).
+    pub fn register_renewer(&self, secret_kind: &str, renewer: Arc<dyn Renewer>) {
+        if let Ok(mut renewers) = self.inner.renewers.write() {
+            renewers.insert(secret_kind.to_string(), renewer);
+        }
+    }
+
+    /// How many leases have a failing revocation (kept, retried with backoff).
+    pub fn revocations_pending(&self) -> usize {
+        lock(&self.inner.failing).len()
     }
 
     /// How many leases exist (scheduled).
@@ -211,13 +245,38 @@ impl LeaseManager {
         Ok(record::list_level(&prefix, ids.iter().map(String::as_str)))
     }
 
-    /// Extends a lease by `increment` (zero: its own TTL), never past its maximum.
-    pub fn renew(
+    /// Extends a lease by `increment` (zero: its own TTL), never past its maximum. A kind with
+    /// a [`Renewer`] extends its secret on the target first; a failure there leaves the lease
+    /// as it was.
+    pub async fn renew(
         &self,
         lease_id: &str,
         increment: Duration,
         now: u64,
     ) -> Result<LeaseRecord, LeaseError> {
+        let current = self.lookup(lease_id)?;
+        if current.expire_unix <= now || current.revocation.is_some() {
+            return Err(LeaseError::NotFound(lease_id.to_string()));
+        }
+        if !current.renewable {
+            return Err(LeaseError::NotRenewable(lease_id.to_string()));
+        }
+        let wanted = record::renewed_expiry(&current, increment.as_secs(), now);
+        let renewer = self
+            .inner
+            .renewers
+            .read()
+            .ok()
+            .and_then(|renewers| renewers.get(&current.secret_kind).cloned());
+        if let Some(renewer) = renewer {
+            renewer
+                .renew(&current, wanted)
+                .await
+                .map_err(|error| LeaseError::RenewFailed {
+                    lease_id: lease_id.to_string(),
+                    error,
+                })?;
+        }
         let (old_due, lease) = self.inner.store.write(|tx| {
             let mut lease: LeaseRecord = tx
                 .get(Table::Leases, lease_id)?
@@ -229,13 +288,63 @@ impl LeaseManager {
                 return Err(LeaseError::NotRenewable(lease_id.to_string()));
             }
             let old_due = lease.due_unix();
-            lease.expire_unix = record::renewed_expiry(&lease, increment.as_secs(), now);
+            lease.expire_unix = wanted;
             lease.last_renewal_unix = Some(now);
             tx.put(Table::Leases, lease_id, &lease)?;
             Ok((old_due, lease))
         })?;
         self.schedule(lease_id, Some(old_due), Some(lease.due_unix()));
         Ok(lease)
+    }
+
+    /// Replaces what a lease's revoke action needs (an engine finishing what it issued under
+    /// a lease written ahead). A lease that is gone is `NotFound`.
+    pub fn update_revoke_data(&self, lease_id: &str, revoke_data: Value) -> Result<(), LeaseError> {
+        self.inner.store.write(|tx| {
+            let mut lease: LeaseRecord = tx
+                .get(Table::Leases, lease_id)?
+                .ok_or_else(|| LeaseError::NotFound(lease_id.to_string()))?;
+            lease.revoke_data = revoke_data;
+            tx.put(Table::Leases, lease_id, &lease)?;
+            Ok(())
+        })
+    }
+
+    /// Forgets a lease whose secret certainly never came to exist (its issuance failed before
+    /// any change), without running its revoke action.
+    pub fn discard_unissued(&self, lease_id: &str) -> Result<(), LeaseError> {
+        let lease = self.lookup(lease_id)?;
+        self.forget(&lease)
+    }
+
+    /// Makes a lease due now (its issuance ended in doubt: revoking it settles the target),
+    /// and wakes the sweeper.
+    pub fn expire_now(&self, lease_id: &str, now: u64) -> Result<(), LeaseError> {
+        let old_due = self.inner.store.write(|tx| {
+            let mut lease: LeaseRecord = tx
+                .get(Table::Leases, lease_id)?
+                .ok_or_else(|| LeaseError::NotFound(lease_id.to_string()))?;
+            let old_due = lease.due_unix();
+            if lease.revocation.is_none() && lease.expire_unix > now {
+                lease.expire_unix = now;
+                tx.put(Table::Leases, lease_id, &lease)?;
+            }
+            Ok::<_, LeaseError>(old_due)
+        })?;
+        self.note_due(&[(lease_id.to_string(), old_due)], now);
+        Ok(())
+    }
+
+    /// Every lease of `secret_kind` (recovery at start).
+    pub fn of_kind(&self, secret_kind: &str) -> Result<Vec<LeaseRecord>, LeaseError> {
+        Ok(self
+            .inner
+            .store
+            .scan::<LeaseRecord>(Table::Leases, "")?
+            .into_iter()
+            .map(|(_, lease)| lease)
+            .filter(|lease| lease.secret_kind == secret_kind)
+            .collect())
     }
 
     fn revoker_for(&self, kind: &str) -> Option<Arc<dyn Revoker>> {
@@ -255,6 +364,7 @@ impl LeaseManager {
             Ok::<_, StoreError>(())
         })?;
         self.schedule(&lease.lease_id, Some(lease.due_unix()), None);
+        lock(&self.inner.failing).remove(&lease.lease_id);
         Ok(())
     }
 
@@ -309,6 +419,7 @@ impl LeaseManager {
                         .map_err(LeaseError::from)
                 })?;
                 self.schedule(lease_id, Some(old_due), Some(new_due));
+                lock(&self.inner.failing).insert(lease_id.to_string());
                 tracing::error!(lease_id = %lease_id, kind = %updated.secret_kind, attempts, retry_secs, %error, "lease revocation failed; will retry");
                 Err(LeaseError::RevokeFailed {
                     lease_id: lease_id.to_string(),
@@ -500,6 +611,7 @@ mod tests {
         let lease = leases.register(new_lease(10, None), 0).expect("register");
         assert_eq!(leases.sweep(10).await, (0, 1));
         let kept = leases.lookup(&lease.lease_id).expect("kept");
+        assert_eq!(leases.revocations_pending(), 1);
         let failure = kept.revocation.expect("failure recorded");
         assert_eq!(failure.attempts, 1);
         assert_eq!(failure.last_error, "test target unreachable");
@@ -513,6 +625,7 @@ mod tests {
             .expect("failing");
         assert_eq!((failure.attempts, failure.next_attempt_unix), (2, 25));
         assert_eq!(leases.sweep(25).await, (1, 0));
+        assert_eq!(leases.revocations_pending(), 0);
         assert_eq!(revoker.calls.load(Ordering::SeqCst), 3);
         assert_eq!(leases.count(), 0);
     }
@@ -562,10 +675,12 @@ mod tests {
         let second = leases.register(other, 0).expect("second");
         let renewed = leases
             .renew(&first.lease_id, Duration::from_secs(50), 90)
+            .await
             .expect("renew");
         assert_eq!(renewed.expire_unix, 140);
         let capped = leases
             .renew(&first.lease_id, Duration::from_secs(10_000), 100)
+            .await
             .expect("renew");
         assert_eq!(capped.expire_unix, 300);
         assert_eq!(

@@ -39,6 +39,9 @@ pub struct FleetGauges {
     pub agents_jobs_in_flight: BTreeMap<String, u64>,
     /// What each connected agent last reported about itself, by agent id.
     pub agents_reported: BTreeMap<String, rotor_common::wire::AgentMetrics>,
+    /// Leases whose revocation failed and is being retried (filled by the caller from the
+    /// lease manager, which keeps the count).
+    pub leases_revocation_pending: u64,
 }
 
 impl FleetGauges {
@@ -138,6 +141,7 @@ pub fn read(store: &Store, dispatcher: &Dispatcher) -> Result<FleetGauges, Store
         sites,
         agents_jobs_in_flight,
         agents_reported,
+        leases_revocation_pending: 0,
     })
 }
 

@@ -110,6 +110,12 @@ fn families(counters: &Snapshot, fleet: &FleetGauges) -> Vec<Family> {
         Kind::Gauge,
     )
     .number(Vec::new(), fleet.accounts_out_of_sync());
+    let revocation_pending = Family::new(
+        "rotor_leases_revocation_pending",
+        "Leases whose revocation failed and is retried with backoff (sys/leases/lookup shows the error).",
+        Kind::Gauge,
+    )
+    .number(Vec::new(), fleet.leases_revocation_pending);
     let mut enrolled = Family::new(
         "rotor_agents_enrolled",
         "Enrolled, not revoked agents per site.",
@@ -196,6 +202,7 @@ fn families(counters: &Snapshot, fleet: &FleetGauges) -> Vec<Family> {
         verifications,
         accounts,
         out_of_sync,
+        revocation_pending,
         enrolled,
         connected,
         in_flight,
@@ -424,6 +431,7 @@ mod tests {
                     links_established: 1,
                 },
             )]),
+            leases_revocation_pending: 2,
         };
         (registry.snapshot(), fleet)
     }
@@ -442,6 +450,7 @@ mod tests {
             "rotor_rotation_duration_seconds_count 1",
             "rotor_verifications_total{kind=\"current\",result=\"in_sync\"} 1",
             "rotor_accounts_out_of_sync 1",
+            "rotor_leases_revocation_pending 2",
             "rotor_agents_connected{site=\"dc\\\"1\"} 1",
             "rotor_site_jobs_in_flight{site=\"dc\\\"1\"} 3",
             "rotor_dispatch_queue_depth{site=\"dc\\\"1\"} 7",

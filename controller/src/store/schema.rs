@@ -58,10 +58,15 @@ pub enum Table {
     /// Response-wrapped answers, keyed by the SHA-256 of the wrapping token; the answer is
     /// sealed (`api/wrapping.rs`).
     WrappedResponses,
+    /// Connections of the database engine (`database/config/:name`), keyed by
+    /// `<mount>/<name>`; the password sealed.
+    DatabaseConnections,
+    /// Roles of the database engine (`database/roles/:name`), keyed by `<mount>/<name>`.
+    DatabaseRoles,
 }
 
 impl Table {
-    pub const ALL: [Table; 22] = [
+    pub const ALL: [Table; 24] = [
         Table::Meta,
         Table::Agents,
         Table::EnrollmentTokens,
@@ -84,6 +89,8 @@ impl Table {
         Table::AuthMounts,
         Table::AuthRecords,
         Table::WrappedResponses,
+        Table::DatabaseConnections,
+        Table::DatabaseRoles,
     ];
 
     pub fn name(self) -> &'static str {
@@ -110,12 +117,14 @@ impl Table {
             Table::AuthMounts => "auth_mounts",
             Table::AuthRecords => "auth_records",
             Table::WrappedResponses => "wrapped_responses",
+            Table::DatabaseConnections => "database_connections",
+            Table::DatabaseRoles => "database_roles",
         }
     }
 }
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 const SCHEMA_VERSION_KEY: &str = "schema_version";
 
 /// Brings the store to [`SCHEMA_VERSION`], one step at a time, each step in its own
@@ -173,6 +182,12 @@ pub(super) fn migrate(store: &Store) -> StoreResult<()> {
                         Table::AuthRecords,
                         Table::WrappedResponses,
                     ] {
+                        tx.scan::<serde_json::Value>(table, "\u{10ffff}")?;
+                    }
+                }
+                // 6 → 7: the database engine's connections and roles.
+                6 => {
+                    for table in [Table::DatabaseConnections, Table::DatabaseRoles] {
                         tx.scan::<serde_json::Value>(table, "\u{10ffff}")?;
                     }
                 }

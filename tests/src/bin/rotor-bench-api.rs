@@ -686,6 +686,23 @@ fn instant_outcome(kind: JobKind) -> JobOutcome {
                 host_key: None,
             },
         }),
+        JobKind::Database(job) => {
+            use rotor_common::wire::database::{DbJob, DbOutcome};
+            JobOutcome::Database(match job {
+                DbJob::Verify { .. } => DbOutcome::Verified {
+                    server_version: "simulated".into(),
+                },
+                DbJob::CreateRole { .. } => DbOutcome::Created,
+                DbJob::RoleExists { .. } => DbOutcome::RoleExists { exists: false },
+                DbJob::RevokeRole { .. } => DbOutcome::Revoked {
+                    existed: true,
+                    sessions_terminated: 0,
+                },
+                DbJob::RenewRole { .. } => DbOutcome::Renewed,
+                DbJob::SetPassword { .. } => DbOutcome::PasswordSet,
+                DbJob::RehearseCreation { .. } => DbOutcome::CreationRehearsed,
+            })
+        }
     }
 }
 

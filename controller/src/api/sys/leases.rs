@@ -124,7 +124,9 @@ fn failed(error: LeaseError) -> ApiError {
         LeaseError::NotFound(_) | LeaseError::NotRenewable(_) | LeaseError::Invalid(_) => {
             ApiError::bad_request(error.to_string())
         }
-        LeaseError::RevokeFailed { .. } => ApiError::internal(error.to_string()),
+        LeaseError::RevokeFailed { .. } | LeaseError::RenewFailed { .. } => {
+            ApiError::internal(error.to_string())
+        }
         LeaseError::Store(error) => ApiError::from(error),
     }
 }
@@ -156,6 +158,7 @@ fn lookup(state: AppState, request: Request) -> HandlerFuture {
             "renewable" => lease.renewable,
             "ttl" => lease.ttl_remaining(now),
             "secret_kind" => lease.secret_kind,
+            "revocation_pending" => failure.is_some(),
             "revocation_attempts" => failure.map(|f| f.attempts).unwrap_or(0),
             "last_revocation_error" => failure.map(|f| f.last_error.clone()),
             "next_revocation_attempt" => failure.map(|f| rfc3339(f.next_attempt_unix)),
@@ -186,7 +189,11 @@ fn renew(state: AppState, request: Request) -> HandlerFuture {
         let id = lease_id(&request)?;
         let increment = request.duration("increment")?.unwrap_or(Duration::ZERO);
         let now = now_unix();
-        let lease = state.leases.renew(&id, increment, now).map_err(failed)?;
+        let lease = state
+            .leases
+            .renew(&id, increment, now)
+            .await
+            .map_err(failed)?;
         Ok(renewed(&lease, now))
     })
 }

@@ -33,7 +33,9 @@ fn read(state: AppState, request: Request) -> HandlerFuture {
     Box::pin(async move {
         let format = request.string("format")?.unwrap_or_default();
         let counters = metrics::global().snapshot();
-        let gauges = fleet::read(&state.store, &state.dispatcher)?;
+        let mut gauges = fleet::read(&state.store, &state.dispatcher)?;
+        gauges.leases_revocation_pending =
+            u64::try_from(state.leases.revocations_pending()).unwrap_or(u64::MAX);
         match format.as_str() {
             "prometheus" => Ok(ApiResponse::raw_text(render::prometheus(
                 &counters, &gauges,
