@@ -3,7 +3,7 @@
 //! Owns turning these commands into `sys/audit` requests and printing Vault's lines. Must not
 //! judge devices or options: the server does (and refuses `log_raw`).
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, bail};
 use serde_json::{Map, Value, json};
 
 use super::client::Client;
@@ -120,23 +120,18 @@ fn enable(args: &[String]) -> Result<()> {
 }
 
 fn list(args: &[String]) -> Result<()> {
-    let parsed = flags::parse_or_help(LIST_FLAGS, LIST_USAGE, args)?;
-    if let Some(extra) = parsed.positional.first() {
-        bail!("unexpected argument '{extra}': rotor audit list takes none");
-    }
-    let format = Format::parse(parsed.value("format")).map_err(|e| anyhow!(e))?;
-    let client = Client::from_env(parsed.value("address"))?;
-    let answer = client.call("GET", "sys/audit", None)?;
-    let devices = answer
-        .get("data")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&devices)?),
-        Format::Raw => println!("{answer}"),
-        Format::Table if devices.is_empty() => println!("No audit devices are enabled."),
-        Format::Table => print!("{}", devices_table(&devices, parsed.is_set("detailed"))),
+    let listing = super::secrets::Listing::fetch(
+        args,
+        LIST_FLAGS,
+        LIST_USAGE,
+        "rotor audit list",
+        "sys/audit",
+    )?;
+    match listing.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&listing.entries)?),
+        Format::Raw => println!("{}", listing.answer),
+        Format::Table if listing.entries.is_empty() => println!("No audit devices are enabled."),
+        Format::Table => print!("{}", devices_table(&listing.entries, listing.detailed)),
     }
     Ok(())
 }

@@ -3,13 +3,13 @@
 //! Owns turning these commands into requests and printing Vault's lines. Must not judge
 //! types or paths: the server does, and says what is wrong.
 
-use anyhow::{Result, anyhow, bail};
-use serde_json::{Map, Value, json};
+use anyhow::{Result, bail};
+use serde_json::{Map, json};
 
 use super::client::Client;
 use super::flags::{self, FlagSpec};
 use super::output::Format;
-use super::secrets::{mounts_table, print_warnings, single_argument};
+use super::secrets::{Listing, mounts_table, print_warnings, single_argument};
 
 pub(super) const ENABLE_FLAGS: &[FlagSpec] = &[
     FlagSpec {
@@ -109,22 +109,11 @@ fn enable(args: &[String]) -> Result<()> {
 }
 
 fn list(args: &[String]) -> Result<()> {
-    let parsed = flags::parse_or_help(LIST_FLAGS, LIST_USAGE, args)?;
-    if let Some(extra) = parsed.positional.first() {
-        bail!("unexpected argument '{extra}': rotor auth list takes none");
-    }
-    let format = Format::parse(parsed.value("format")).map_err(|e| anyhow!(e))?;
-    let client = Client::from_env(parsed.value("address"))?;
-    let answer = client.call("GET", "sys/auth", None)?;
-    let methods = answer
-        .get("data")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&methods)?),
-        Format::Raw => println!("{answer}"),
-        Format::Table => print!("{}", mounts_table(&methods, parsed.is_set("detailed"))),
+    let listing = Listing::fetch(args, LIST_FLAGS, LIST_USAGE, "rotor auth list", "sys/auth")?;
+    match listing.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&listing.entries)?),
+        Format::Raw => println!("{}", listing.answer),
+        Format::Table => print!("{}", mounts_table(&listing.entries, listing.detailed)),
     }
     Ok(())
 }

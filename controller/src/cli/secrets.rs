@@ -151,24 +151,58 @@ pub fn enable(args: &[String]) -> Result<()> {
 }
 
 fn list(args: &[String]) -> Result<()> {
-    let parsed = flags::parse_or_help(LIST_FLAGS, LIST_USAGE, args)?;
-    if let Some(extra) = parsed.positional.first() {
-        bail!("unexpected argument '{extra}': rotor secrets list takes none");
-    }
-    let format = Format::parse(parsed.value("format")).map_err(|e| anyhow!(e))?;
-    let client = Client::from_env(parsed.value("address"))?;
-    let answer = client.call("GET", "sys/mounts", None)?;
-    let mounts = answer
-        .get("data")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&mounts)?),
-        Format::Raw => println!("{answer}"),
-        Format::Table => print!("{}", mounts_table(&mounts, parsed.is_set("detailed"))),
+    let listing = Listing::fetch(
+        args,
+        LIST_FLAGS,
+        LIST_USAGE,
+        "rotor secrets list",
+        "sys/mounts",
+    )?;
+    match listing.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&listing.entries)?),
+        Format::Raw => println!("{}", listing.answer),
+        Format::Table => print!("{}", mounts_table(&listing.entries, listing.detailed)),
     }
     Ok(())
+}
+
+/// What a `… list` command of mounts (secrets engines, auth methods, audit devices) read:
+/// the answer of `GET path`, its `data` object, and how to print it.
+pub(super) struct Listing {
+    pub format: Format,
+    pub detailed: bool,
+    pub answer: Value,
+    pub entries: Map<String, Value>,
+}
+
+impl Listing {
+    /// Parses `command`'s flags (it takes no argument) and reads `path`.
+    pub(super) fn fetch(
+        args: &[String],
+        flags: &[flags::FlagSpec],
+        usage: &str,
+        command: &str,
+        path: &str,
+    ) -> Result<Self> {
+        let parsed = flags::parse_or_help(flags, usage, args)?;
+        if let Some(extra) = parsed.positional.first() {
+            bail!("unexpected argument '{extra}': {command} takes none");
+        }
+        let format = Format::parse(parsed.value("format")).map_err(|e| anyhow!(e))?;
+        let client = Client::from_env(parsed.value("address"))?;
+        let answer = client.call("GET", path, None)?;
+        let entries = answer
+            .get("data")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        Ok(Self {
+            format,
+            detailed: parsed.is_set("detailed"),
+            answer,
+            entries,
+        })
+    }
 }
 
 /// Vault's `secrets list` table, sorted by path.
