@@ -35,21 +35,7 @@ pub struct AuthMountRecord {
 
 /// Normalises and checks a path inside `auth/`; answers it with a trailing slash.
 pub fn normalize_path(path: &str) -> Result<String, ApiError> {
-    let trimmed = path.trim_matches('/');
-    if trimmed.is_empty() {
-        return Err(ApiError::bad_request("auth mount path must not be empty"));
-    }
-    for segment in trimmed.split('/') {
-        let valid = !matches!(segment, "" | "." | "..")
-            && segment
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
-        if !valid {
-            return Err(ApiError::bad_request(format!(
-                "auth mount path '{path}' is invalid: segments may hold letters, digits, '-', '_' and '.', and may not be '.' or '..'"
-            )));
-        }
-    }
+    let trimmed = crate::engines::mounts::checked_segments(path, "auth mount path")?;
     if trimmed == "token" || trimmed.starts_with("token/") {
         return Err(ApiError::bad_request(
             "cannot enable an auth method at 'token/': the token store is built in there",

@@ -23,22 +23,7 @@ const RESERVED: &[&str] = &["sys", "agents", "auth", "identity", "cubbyhole"];
 
 /// Normalises and checks a mount path; answers it with a trailing slash.
 pub fn normalize_path(path: &str) -> Result<String, ApiError> {
-    let trimmed = path.trim_matches('/');
-    if trimmed.is_empty() {
-        return Err(ApiError::bad_request("mount path must not be empty"));
-    }
-    for segment in trimmed.split('/') {
-        // `.` and `..` are path steps to every HTTP client: a mount there is unreachable.
-        let valid = !matches!(segment, "" | "." | "..")
-            && segment
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
-        if !valid {
-            return Err(ApiError::bad_request(format!(
-                "mount path '{path}' is invalid: segments may hold letters, digits, '-', '_' and '.', and may not be '.' or '..'"
-            )));
-        }
-    }
+    let trimmed = checked_segments(path, "mount path")?;
     let first = trimmed.split('/').next().unwrap_or("");
     if RESERVED.contains(&first) {
         return Err(ApiError::bad_request(format!(
@@ -46,6 +31,29 @@ pub fn normalize_path(path: &str) -> Result<String, ApiError> {
         )));
     }
     Ok(format!("{trimmed}/"))
+}
+
+/// `path` without its outer slashes, once every segment is a valid name: letters, digits,
+/// `-`, `_` and `.`, never empty, `.` or `..` (path steps to every HTTP client, so a mount
+/// there would be unreachable). `what` names the path in errors ("mount path"). Shared by
+/// secrets engines' and auth methods' mounts.
+pub fn checked_segments<'a>(path: &'a str, what: &str) -> Result<&'a str, ApiError> {
+    let trimmed = path.trim_matches('/');
+    if trimmed.is_empty() {
+        return Err(ApiError::bad_request(format!("{what} must not be empty")));
+    }
+    for segment in trimmed.split('/') {
+        let valid = !matches!(segment, "" | "." | "..")
+            && segment
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+        if !valid {
+            return Err(ApiError::bad_request(format!(
+                "{what} '{path}' is invalid: segments may hold letters, digits, '-', '_' and '.', and may not be '.' or '..'"
+            )));
+        }
+    }
+    Ok(trimmed)
 }
 
 pub fn list(store: &Store) -> StoreResult<Vec<MountRecord>> {
